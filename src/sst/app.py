@@ -1,0 +1,196 @@
+"""create_app(): config, extensions, connectors, blueprints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import cached_property
+from pathlib import Path
+
+from flask import Flask, Response, request
+from sqlalchemy import event
+from werkzeug.exceptions import HTTPException
+
+from .config import Defaults, build_sources, check_production, load_toml
+from .cookies import CookieSigner
+from .errors import ApiError, ConfigError
+from .extensions import db
+from .jsonutil import dumps
+
+logger = logging.getLogger(__name__)
+
+# Settings that must stay strings although from_prefixed_env JSON-decodes values.
+STRING_KEYS = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CONFIG", "COOKIE_NAME",
+               "COOKIE_DOMAIN", "ENV")
+
+
+class SstState:
+    """Per-app runtime objects that views, jobs and the CLI share."""
+
+    def __init__(self, app: Flask, sources: dict):
+        cfg = app.config
+        self.app = app
+        self.sources = sources
+        self.all_origins = frozenset(o for s in sources.values() for o in s.origins)
+        self.signer = CookieSigner(cfg["SECRET_KEY"])
+        self.cookie_name = cfg["COOKIE_NAME"]
+        self.cookie_domain = cfg["COOKIE_DOMAIN"] or None
+        self.cookie_secure = bool(cfg["COOKIE_SECURE"])
+        self.cookie_max_age = int(cfg["COOKIE_MAX_AGE"])
+        self.max_message_bytes = int(cfg["MAX_MESSAGE_BYTES"])
+        self.max_batch_bytes = int(cfg["MAX_BATCH_BYTES"])
+        self.pixel_max_data = int(cfg["PIXEL_MAX_DATA"])
+        self.rejected_keep = int(cfg["REJECTED_KEEP"])
+        self.retry_after = int(cfg["RETRY_AFTER_SECONDS"])
+        self.redis_url = cfg.get("REDIS_URL") or None
+        self.on_insert = None  # set by the delivery layer: fan-out inside the ingest transaction
+
+    @cached_property
+    def engine(self):
+        with self.app.app_context():
+            return db.engine
+
+    @cached_property
+    def redis(self):
+        """A client for the request path: short timeouts, no retries (see reference §4.10)."""
+        import redis
+
+        return redis.Redis.from_url(self.redis_url, socket_timeout=1.0,
+                                    socket_connect_timeout=1.0, retry_on_timeout=False)
+
+    @cached_property
+    def _limiter(self):
+        from limits.storage import storage_from_string
+        from limits.strategies import SlidingWindowCounterRateLimiter
+
+        uri = self.redis_url or "memory://"
+        return SlidingWindowCounterRateLimiter(storage_from_string(uri))
+
+    def check_rate(self, source) -> None:
+        """429 when a source goes over its configured rate (none configured: no cost)."""
+        if not source.rate_limit:
+            return
+        from limits import parse
+
+        limit = parse(source.rate_limit)
+        try:
+            allowed = self._limiter.hit(limit, "source", source.name)
+        except Exception as exc:  # a limiter that cannot be reached must not stop ingest
+            logger.warning("rate limiter unavailable: %s", exc.__class__.__name__)
+            return
+        if not allowed:
+            err = ApiError(429, "rate_limited", f"source {source.name!r} is over its rate of "
+                           f"{source.rate_limit}")
+            reset = self._limiter.get_window_stats(limit, "source", source.name).reset_time
+            import time
+
+            err.headers["Retry-After"] = str(max(1, int(reset - time.time() + 0.999)))
+            raise err
+
+    def store(self, prepared):
+        from .storage import store_events
+
+        return store_events(self.engine, prepared, on_insert=self.on_insert)
+
+
+def _env_loads(value: str):
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _database_url(app: Flask) -> str:
+    url = app.config.get("DATABASE_URL")
+    if not url:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        return "sqlite:///" + os.path.join(app.instance_path, "sst.sqlite")
+    if url.startswith(("mysql", "mariadb")) and "charset=" not in url:
+        url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+    return url
+
+
+def _engine_options(url: str) -> dict:
+    opts = {"json_serializer": dumps}
+    if url.startswith(("mysql", "mariadb")):
+        # A dead database must turn into a quick 503, not a request that hangs.
+        opts.update(pool_recycle=3600, pool_size=5, max_overflow=10,
+                    connect_args={"connect_timeout": 3})
+    return opts
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def create_app(overrides=None):
+    """Build a configured app. Tests pass overrides."""
+    app = Flask("sst", instance_path=os.environ.get("SST_INSTANCE_PATH") or None)
+    app.config.from_object(Defaults)
+    app.config.from_prefixed_env("SST", loads=_env_loads)
+    for key in STRING_KEYS:
+        if app.config.get(key) is not None:
+            app.config[key] = str(app.config[key])
+    config_path = (overrides or {}).get("CONFIG") or app.config.get("CONFIG")
+    if config_path:
+        app.config.update(load_toml(config_path))
+    if overrides:
+        app.config.update(overrides)
+
+    check_production(app.config)
+    sources = build_sources(app.config["SOURCES"], f"config file {config_path or '(none)'}")
+
+    url = _database_url(app)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**_engine_options(url),
+                                               **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
+    db.init_app(app)
+    if url.startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+
+    app.extensions["sst"] = SstState(app, sources)
+
+    from . import health, ingest
+
+    app.register_blueprint(ingest.bp)
+    app.register_blueprint(health.bp)
+    _register_error_handlers(app)
+    return app
+
+
+def _error_response(status, body, headers=None):
+    resp = Response(dumps(body), status=status, mimetype="application/json")
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return _error_response(exc.status, exc.body(), exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        headers = {}
+        if exc.code == 405 and exc.valid_methods:
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        return _error_response(exc.code or 500, {"error": code, "message": exc.description},
+                               headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        logger.exception("unexpected error on %s %s", request.method, request.path)
+        return _error_response(500, {"error": "internal_error",
+                                     "message": "an unexpected error occurred"})
+
+
+__all__ = ["create_app", "ConfigError"]

@@ -1,0 +1,230 @@
+"""Settings: the one place that knows setting names.
+
+Precedence: Defaults, then SST_* environment, then the TOML file named by SST_CONFIG,
+then the overrides given to create_app().
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from .errors import ConfigError
+
+DEV_SECRET_KEY = "sst-development-secret-do-not-use-in-production"
+
+
+class Defaults:
+    ENV = "development"
+    SECRET_KEY = DEV_SECRET_KEY
+    CONFIG = None  # path of the TOML file (SST_CONFIG)
+    DATABASE_URL = None  # None: SQLite in the instance folder (embedded mode)
+    REDIS_URL = None  # None: embedded in-process queue
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+    COOKIE_NAME = "sst_aid"
+    COOKIE_DOMAIN = None
+    COOKIE_SECURE = True
+    COOKIE_MAX_AGE = 400 * 86400  # Chrome's and Firefox's ceiling
+
+    MAX_MESSAGE_BYTES = 32 * 1024
+    MAX_BATCH_BYTES = 500 * 1024
+    PIXEL_MAX_DATA = 8 * 1024
+    REJECTED_KEEP = 10_000  # rows kept in rejected_payloads; older ones are trimmed
+    RETRY_AFTER_SECONDS = 5  # what a 503 tells clients when storage is down
+    FORWARD_BOTS = False
+
+    SOURCES: list = []
+    DESTINATIONS: list = []
+    IDENTITY: dict = {}
+    SERVER: dict = {}
+
+
+# --- TOML schemas -------------------------------------------------------------------------
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ServerSchema(_Strict):
+    cookie_name = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_\-]+$"))
+    cookie_domain = fields.String(allow_none=True)
+    cookie_secure = fields.Boolean()
+    forward_bots = fields.Boolean()
+    secret_key = fields.String(metadata={"secret": True})
+
+
+class IdentitySchema(_Strict):
+    otp_provider = fields.String(validate=validate.OneOf(["twilio_verify", "twilio_sms", "file"]))
+    otp_outbox = fields.String()
+    default_region = fields.String()
+    twilio_account_sid = fields.String()
+    twilio_auth_token = fields.String(metadata={"secret": True})
+    twilio_verify_service_sid = fields.String()
+    twilio_from = fields.String()
+    twilio_messaging_service_sid = fields.String()
+    twilio_timeout = fields.Float()
+    otp_ttl = fields.Integer()
+    otp_max_attempts = fields.Integer()
+    send_limit_phone = fields.String()
+    send_limit_ip = fields.String()
+    verify_limit_ip = fields.String()
+    country_daily_budget = fields.Integer()
+    conversion_event = fields.String(allow_none=True)
+
+
+class SourceSchema(_Strict):
+    name = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_\-.]{1,64}$"))
+    write_key = fields.String(required=True, validate=validate.Length(min=8),
+                              metadata={"secret": True})
+    origins = fields.List(fields.String(), load_default=list)
+    rate_limit = fields.String(load_default=None, allow_none=True)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    write_key: str
+    origins: frozenset = field(default_factory=frozenset)
+    rate_limit: str | None = None
+
+
+def resolve_env_refs(value, where):
+    """Replace "env:NAME" strings by the variable's value; a missing variable is an error."""
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return os.environ[name]
+    if isinstance(value, dict):
+        return {k: resolve_env_refs(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_env_refs(v, where) for v in value]
+    return value
+
+
+def _first_error(messages, prefix=""):
+    """Flatten marshmallow's nested error dict into "key: message"."""
+    for key, val in messages.items():
+        if isinstance(val, dict):
+            return _first_error(val, f"{prefix}{key}.")
+        text = val[0] if isinstance(val, list) and val else val
+        if text == "Unknown field.":
+            text = "unknown key"
+        return f"key '{prefix}{key}': {text}"
+    return "invalid"
+
+
+def _load(schema, data, where):
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_first_error(exc.messages)}") from None
+
+
+def load_toml(path) -> dict:
+    """Read and validate the config file; returns Flask config keys."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+    base = path.parent.resolve()
+    known = {"server", "identity", "source", "destination", "audience", "alerts", "admin"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"config file {path}: unknown section '{key}'")
+
+    out: dict = {}
+    server = _load(ServerSchema(), resolve_env_refs(raw.get("server", {}), f"{path} [server]"),
+                   f"config file {path}, [server]")
+    mapping = {"cookie_name": "COOKIE_NAME", "cookie_domain": "COOKIE_DOMAIN",
+               "cookie_secure": "COOKIE_SECURE", "forward_bots": "FORWARD_BOTS",
+               "secret_key": "SECRET_KEY"}
+    for key, conf_key in mapping.items():
+        if key in server:
+            out[conf_key] = server[key]
+    out["SERVER"] = server
+
+    where = f"config file {path}, [identity]"
+    identity = _load(IdentitySchema(), resolve_env_refs(raw.get("identity", {}), where), where)
+    if "otp_outbox" in identity:
+        identity["otp_outbox"] = str((base / identity["otp_outbox"]).resolve())
+    out["IDENTITY"] = identity
+
+    sources = []
+    for i, entry in enumerate(raw.get("source", [])):
+        label = f"[[source]] #{i + 1}" + (f" '{entry['name']}'" if "name" in entry else "")
+        where = f"config file {path}, {label}"
+        sources.append(_load(SourceSchema(), resolve_env_refs(entry, where), where))
+    out["SOURCES"] = sources
+
+    destinations = []
+    for i, entry in enumerate(raw.get("destination", [])):
+        label = f"[[destination]] #{i + 1}" + (f" '{entry['name']}'" if "name" in entry else "")
+        where = f"config file {path}, {label}"
+        entry = resolve_env_refs(entry, where)
+        if isinstance(entry.get("otp_outbox"), str):
+            entry["otp_outbox"] = str((base / entry["otp_outbox"]).resolve())
+        destinations.append({"__where__": where, **entry})
+    out["DESTINATIONS"] = destinations
+    for section in ("audience", "alerts", "admin"):
+        if section in raw:
+            out[section.upper() if section != "audience" else "AUDIENCES"] = raw[section]
+    return out
+
+
+def build_sources(raw_sources, where="config") -> dict[str, Source]:
+    """Index sources by write key; names and keys must be unique."""
+    by_key: dict[str, Source] = {}
+    names = set()
+    for entry in raw_sources:
+        entry = _load(SourceSchema(), entry, f"{where}, source {entry.get('name', '?')!r}")
+        if entry["name"] in names:
+            raise ConfigError(f"{where}: source name {entry['name']!r} is used twice")
+        if entry["write_key"] in by_key:
+            raise ConfigError(f"{where}: source {entry['name']!r} reuses another source's write_key")
+        if entry["rate_limit"]:
+            from limits import parse
+
+            try:
+                parse(entry["rate_limit"])
+            except ValueError:
+                raise ConfigError(f"{where}, source {entry['name']!r}: key 'rate_limit': "
+                                  f"not a rate like '100/second'") from None
+        names.add(entry["name"])
+        origins = frozenset(o.rstrip("/") for o in entry["origins"])
+        if "null" in origins or "*" in origins:
+            raise ConfigError(f"{where}, source {entry['name']!r}: key 'origins': "
+                              "'null' and '*' are never allowed with credentials")
+        by_key[entry["write_key"]] = Source(entry["name"], entry["write_key"], origins,
+                                            entry["rate_limit"])
+    return by_key
+
+
+def check_production(config) -> None:
+    """SST_ENV=production refuses settings that are only safe on a laptop."""
+    if config.get("ENV") != "production":
+        return
+    problems = []
+    if not config.get("SECRET_KEY") or config["SECRET_KEY"] == DEV_SECRET_KEY:
+        problems.append("SST_SECRET_KEY must be set to a private random value")
+    elif len(str(config["SECRET_KEY"])) < 16:
+        problems.append("SST_SECRET_KEY is too short (16 characters at least)")
+    if not config.get("COOKIE_DOMAIN"):
+        problems.append("[server] cookie_domain must be set")
+    if not config.get("COOKIE_SECURE", True):
+        problems.append("[server] cookie_secure cannot be false")
+    provider = (config.get("IDENTITY") or {}).get("otp_provider")
+    if provider in ("file", "console"):
+        problems.append(f"[identity] otp_provider '{provider}' is for development only")
+    if problems:
+        raise ConfigError("SST_ENV=production refuses: " + "; ".join(problems))

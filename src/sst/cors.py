@@ -1,0 +1,26 @@
+"""CORS with credentials for the browser origins that sources allow.
+
+Only listed origins are echoed (never '*', never 'null'); whether a key may send from an
+origin is decided in the view (403), since CORS alone does not stop the request.
+"""
+
+from flask import current_app, request
+
+PREFLIGHT_MAX_AGE = "7200"  # Chromium's cap
+
+
+def add_cors_headers(resp):
+    origin = request.headers.get("Origin")
+    resp.headers.add("Vary", "Origin")
+    if not origin:
+        return resp
+    if origin.rstrip("/") not in current_app.extensions["sst"].all_origins:
+        return resp
+    resp.headers["Access-Control-Allow-Origin"] = origin
+    resp.headers["Access-Control-Allow-Credentials"] = "true"
+    if request.method == "OPTIONS":
+        resp.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        resp.headers["Access-Control-Allow-Headers"] = (
+            request.headers.get("Access-Control-Request-Headers") or "Content-Type, Authorization")
+        resp.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+    return resp

@@ -1,0 +1,28 @@
+"""Exceptions that sst raises on purpose."""
+
+
+class SstError(Exception):
+    """Base class of sst's own errors."""
+
+
+class ConfigError(SstError):
+    """The configuration cannot be used; the message names file, entry and key."""
+
+
+class ApiError(SstError):
+    """An HTTP API error answered as JSON {"error": code, "message": text, ...}."""
+
+    def __init__(self, status, code, message, **details):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = {}
+
+    def body(self):
+        return {"error": self.code, "message": self.message, **self.details}
+
+
+class StorageUnavailableError(SstError):
+    """The database cannot be reached; nothing was written."""

@@ -1,0 +1,278 @@
+"""Blueprint "ingest": Segment-compatible tracking API and the pixel.
+
+Views stay thin: read the request, hand messages to messages.prepare(), store them with
+storage.store_events(), answer. Every refused request is kept in rejected_payloads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+
+from flask import Blueprint, Response, current_app, request
+
+from . import storage
+from .attribution import ad_cookies
+from .clock import utcnow
+from .cors import add_cors_headers
+from .errors import ApiError, StorageUnavailableError
+from .jsonutil import MalformedJSON, dumps, loads
+from .messages import Rejection, RequestInfo, prepare
+from .pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
+from .schemas import MESSAGE_TYPES
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("ingest", __name__)
+bp.after_request(add_cors_headers)
+
+SUCCESS = b'{"success":true}'
+SINGLE = {t: t for t in MESSAGE_TYPES}
+BATCH = {"batch", "import"}
+
+
+def sst():
+    return current_app.extensions["sst"]
+
+
+def _json_response(body: bytes | dict, status=200) -> Response:
+    data = body if isinstance(body, bytes) else dumps(body).encode()
+    return Response(data, status=status, mimetype="application/json")
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes before reading them all."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ApiError(413, "payload_too_large", f"the body may be {limit // 1024} KiB at most")
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "payload_too_large", f"the body may be {limit // 1024} KiB at most")
+    return data
+
+
+def _basic_auth_key() -> str | None:
+    header = request.headers.get("Authorization")
+    if not header or not header[:6].lower() == "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeError):
+        return None
+    return decoded.split(":", 1)[0] or None
+
+
+def _authenticate(body_key, *, allow_query=False):
+    """(source, auth method) for the write key, or raise 401/403."""
+    state = sst()
+    key, method = _basic_auth_key(), "basic"
+    if key is None and isinstance(body_key, str) and body_key:
+        key, method = body_key, "body"
+    if key is None and allow_query:
+        key, method = request.args.get("writeKey"), "query"
+    if not key:
+        raise ApiError(401, "missing_write_key",
+                       "send the write key as the HTTP Basic user name or as writeKey")
+    source = state.sources.get(key)
+    if source is None:
+        raise ApiError(401, "unknown_write_key", "the write key is not known")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/") not in source.origins:
+        raise ApiError(403, "origin_not_allowed",
+                       f"origin {origin[:100]!r} may not send with this write key",
+                       source=source.name)
+    return source, method
+
+
+def _visitor(info: RequestInfo, browser: bool, first_anonymous_id) -> str | None:
+    """Choose the visitor id: a valid cookie's, else the message's, else a new one."""
+    state = sst()
+    raw = request.cookies.get(state.cookie_name)
+    cookie_id = state.signer.unsign(raw) if raw else None
+    if cookie_id is not None:
+        info.cookie_state = "valid"
+        return cookie_id
+    info.cookie_state = "invalid" if raw else "absent"
+    if not browser:
+        return None
+    info.cookie_state = "new"
+    if isinstance(first_anonymous_id, str | int) and not isinstance(first_anonymous_id, bool):
+        text = str(first_anonymous_id).strip()
+        if 0 < len(text) <= 128:
+            return text
+    from .cookies import new_anonymous_id
+
+    return new_anonymous_id()
+
+
+def _set_cookie(resp: Response, visitor_id: str) -> None:
+    """Re-issue on every visit: browsers cap cookie lifetimes from the last time it was set."""
+    state = sst()
+    resp.set_cookie(state.cookie_name, state.signer.sign(visitor_id),
+                    max_age=state.cookie_max_age, secure=state.cookie_secure, httponly=True,
+                    samesite="Lax", domain=state.cookie_domain, path="/")
+
+
+def _reject(status, code, message, *, source=None, details=None, body=None):
+    state = sst()
+    storage.record_rejection(
+        state.engine, keep=state.rejected_keep, source=source, endpoint=request.path[:64],
+        status=status, error=code, message=message[:1000], details=details, body=body,
+        ip=request.remote_addr, user_agent=request.headers.get("User-Agent"),
+        origin=request.headers.get("Origin"))
+
+
+@bp.route("/v1/<kind>", methods=["POST"])
+def collect(kind):
+    if kind not in SINGLE and kind not in BATCH:
+        raise ApiError(404, "not_found", f"no endpoint /v1/{kind[:40]}")
+    state = sst()
+    is_batch = kind in BATCH
+    body = b""
+    source = None
+    try:
+        body = _read_body(state.max_batch_bytes if is_batch else state.max_message_bytes)
+        if not is_batch and len(body) > state.max_message_bytes:
+            raise ApiError(413, "message_too_large", "a message may be "
+                           f"{state.max_message_bytes // 1024} KiB at most")
+        try:
+            payload = loads(body)
+        except MalformedJSON as exc:
+            raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise ApiError(400, "malformed_json", "the body must be a JSON object")
+        source, auth = _authenticate(payload.get("writeKey"))
+        state.check_rate(source)
+
+        if is_batch:
+            messages = payload.get("batch")
+            if not isinstance(messages, list) or not messages:
+                raise ApiError(400, "invalid_message", "a batch needs a non-empty 'batch' list",
+                               fields={"batch": "required, a non-empty list"})
+            messages = [_merge_batch_defaults(m, payload) for m in messages]
+        else:
+            payload["type"] = SINGLE[kind]
+            messages = [payload]
+        return _store(source, auth, messages, is_batch, body, payload)
+    except ApiError as exc:
+        # Floods (429) and outages (503) are counted in logs, not stored row by row.
+        if exc.status not in (429, 503):
+            _reject(exc.status, exc.code, exc.message, source=source.name if source else None,
+                    details=exc.details or None, body=body)
+        raise
+
+
+def _merge_batch_defaults(message, batch: dict):
+    """A batch's own context and integrations apply to each message (its own keys win)."""
+    if not isinstance(message, dict):
+        return message
+    for key in ("context", "integrations"):
+        shared = batch.get(key)
+        if isinstance(shared, dict) and shared:
+            own = message.get(key)
+            message[key] = {**shared, **own} if isinstance(own, dict) else dict(shared)
+    return message
+
+
+def _request_info(source, auth, endpoint, batch_sent_at=None) -> RequestInfo:
+    return RequestInfo(
+        source=source.name, endpoint=endpoint, received_at=utcnow(),
+        ip=request.remote_addr, user_agent=request.headers.get("User-Agent"),
+        origin=request.headers.get("Origin"), auth=auth,
+        content_type=request.headers.get("Content-Type"),
+        ad_cookies=ad_cookies(request.cookies) if request.cookies else {},
+        batch_sent_at=batch_sent_at,
+    )
+
+
+def _batch_sent_at(payload):
+    from .clock import parse_time
+
+    try:
+        return parse_time(payload["sentAt"]) if payload.get("sentAt") else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _store(source, auth, messages, is_batch, body, payload):
+    state = sst()
+    info = _request_info(source, auth, request.path, _batch_sent_at(payload) if is_batch else None)
+    browser = info.origin is not None
+    first = next((m.get("anonymousId") for m in messages if isinstance(m, dict)), None)
+    info.visitor_id = _visitor(info, browser, first)
+
+    prepared, rejected = [], []
+    for i, raw in enumerate(messages):
+        result = prepare(raw, info, i if is_batch else None,
+                         state.max_message_bytes if is_batch else None)
+        if isinstance(result, Rejection):
+            message_id = raw.get("messageId") if isinstance(raw, dict) else None
+            rejected.append({"index": i, "messageId": message_id if isinstance(
+                message_id, str) else None, "error": result.error, "message": result.message,
+                **({"fields": result.fields} if result.fields else {})})
+        else:
+            prepared.append(result)
+
+    if not prepared:
+        if not is_batch:
+            r = rejected[0]
+            raise ApiError(413 if r["error"] == "message_too_large" else 400, r["error"],
+                           r["message"], **({"fields": r["fields"]} if "fields" in r else {}))
+        raise ApiError(400, "invalid_batch", "no message in the batch is valid",
+                       rejected=rejected)
+    try:
+        state.store(prepared)
+    except StorageUnavailableError as exc:
+        logger.error("storage unavailable, answering 503: %s", exc)
+        err = ApiError(503, "storage_unavailable",
+                       "events cannot be stored right now; retry later")
+        err.headers["Retry-After"] = str(state.retry_after)
+        raise err from None
+
+    if rejected:
+        for r in rejected:
+            _reject(413 if r["error"] == "message_too_large" else 400, r["error"], r["message"],
+                    source=source.name, details={k: v for k, v in r.items() if k != "message"},
+                    body=dumps(messages[r["index"]]))
+        resp = _json_response({"success": True, "rejected": rejected})
+    else:
+        resp = _json_response(SUCCESS)
+    if info.visitor_id is not None and (browser or info.cookie_state == "valid"):
+        _set_cookie(resp, info.visitor_id)
+    return resp
+
+
+@bp.route("/v1/pixel/<kind>", methods=["GET"])
+def pixel(kind):
+    """Always the GIF: an <img> cannot show an error, so refusals are only recorded."""
+    resp = Response(GIF, status=200, headers=GIF_HEADERS)
+    state = sst()
+    source = None
+    try:
+        if kind not in SINGLE:
+            raise ApiError(404, "not_found", f"no pixel type {kind[:20]!r}")
+        if "data" in request.args:
+            message = decode_data(request.args["data"], state.pixel_max_data)
+        else:
+            message = decode_dotted(request.args)
+        source, auth = _authenticate(request.args.get("writeKey") or message.get("writeKey"),
+                                     allow_query=False)
+        state.check_rate(source)
+        message["type"] = kind
+        info = _request_info(source, auth, request.path)
+        info.extra_touch_url = request.url
+        info.visitor_id = _visitor(info, True, message.get("anonymousId"))
+        result = prepare(message, info, None, state.max_message_bytes)
+        if isinstance(result, Rejection):
+            raise ApiError(result.status, result.error, result.message)
+        state.store([result])
+        _set_cookie(resp, info.visitor_id)
+    except PixelError as exc:
+        _reject(400, exc.code, exc.message, body=request.query_string)
+    except ApiError as exc:
+        if exc.status != 429:
+            _reject(exc.status, exc.code, exc.message, source=source.name if source else None,
+                    body=request.query_string)
+    except StorageUnavailableError as exc:
+        logger.error("storage unavailable for a pixel hit: %s", exc)
+    return resp

@@ -1,0 +1,170 @@
+"""Turn one received Segment message into rows to store. Pure: no Flask, no I/O."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+
+from marshmallow import ValidationError
+
+from .attribution import page_url_of, parse_touch, referrer_of
+from .clock import corrected_event_time, to_db
+from .jsonutil import dumps
+from .schemas import flat_errors, message_schema
+from .storage import PreparedEvent, Touch
+
+
+@dataclass
+class Rejection:
+    """A message that will not be stored, and why."""
+
+    status: int
+    error: str
+    message: str
+    fields: dict = field(default_factory=dict)
+
+
+@dataclass
+class RequestInfo:
+    """What the HTTP request tells about every message in it."""
+
+    source: str
+    endpoint: str
+    received_at: datetime  # aware UTC
+    ip: str | None = None
+    user_agent: str | None = None
+    origin: str | None = None
+    auth: str = "basic"  # basic | body | query
+    content_type: str | None = None
+    visitor_id: str | None = None  # the first-party cookie's id, when this is a browser
+    cookie_state: str = "absent"  # valid | absent | invalid | new
+    ad_cookies: dict = field(default_factory=dict)
+    batch_sent_at: object = None  # a batch's own sentAt
+    extra_touch_url: str | None = None  # the pixel request's own URL (email links)
+
+
+_crawler = None
+
+
+@lru_cache(maxsize=4096)
+def is_bot(user_agent: str | None) -> bool:
+    """User-agent verdict from crawlerdetect (a maintained list of crawler patterns)."""
+    global _crawler
+    if not user_agent:
+        return False
+    if _crawler is None:
+        from crawlerdetect import CrawlerDetect
+
+        _crawler = CrawlerDetect()
+    return bool(_crawler.isCrawler(user_agent))
+
+
+def _context_str(context, key, limit):
+    value = context.get(key) if isinstance(context, dict) else None
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def prepare(raw: dict, info: RequestInfo, index: int | None = None,
+            max_bytes: int | None = None) -> PreparedEvent | Rejection:
+    """Validate one message and build its rows; never raises on bad input."""
+    if not isinstance(raw, dict):
+        return Rejection(400, "invalid_message", "a message must be a JSON object")
+    if max_bytes is not None and len(dumps(raw)) > max_bytes:
+        return Rejection(413, "message_too_large",
+                         f"a message may be {max_bytes // 1024} KiB at most")
+    try:
+        msg = message_schema.load(raw)
+    except ValidationError as exc:
+        fields_ = flat_errors(exc.messages)
+        return Rejection(400, "invalid_message", "the message is not valid: "
+                         + "; ".join(f"{k}: {v}" for k, v in fields_.items()), fields_)
+
+    client_anon = msg.get("anonymousId")
+    user_id = msg.get("userId")
+    if info.visitor_id is not None:
+        anonymous_id = info.visitor_id
+    else:
+        anonymous_id = client_anon
+    if anonymous_id is None and user_id is None:
+        return Rejection(400, "invalid_message", "a message needs anonymousId or userId",
+                         {"anonymousId": "anonymousId or userId is required"})
+
+    received = info.received_at
+    sent_at = msg.get("sentAt") or info.batch_sent_at
+    timestamp = msg.get("timestamp") or msg.get("originalTimestamp")
+    event_time = corrected_event_time(received, timestamp, sent_at)
+
+    context = msg.get("context") or {}
+    page_url = page_url_of(raw)
+    referrer = referrer_of(raw)
+    ip = _context_str(context, "ip", 45) or info.ip
+    user_agent = _context_str(context, "userAgent", 512) or info.user_agent
+    kind = msg["type"]
+    name = msg.get("event") if kind == "track" else msg.get("name")
+
+    stored = {k: v for k, v in raw.items() if k != "writeKey"}
+    message_id = msg.get("messageId")
+    if message_id is None:
+        # Segment's SDKs always send one; a hand-written call may not. Generated ids make the
+        # call non-idempotent, which is what such a caller asked for.
+        message_id = str(uuid.uuid4())
+        stored["messageId"] = message_id
+
+    db_time = to_db(event_time)
+    request = {"endpoint": info.endpoint, "auth": info.auth, "cookie": info.cookie_state}
+    if info.origin:
+        request["origin"] = info.origin
+    if info.content_type:
+        request["content_type"] = info.content_type[:100]
+    if info.ad_cookies:
+        request["ad_cookies"] = info.ad_cookies
+    if index is not None:
+        request["batch_index"] = index
+    row = {
+        "source": info.source,
+        "message_id": message_id,
+        "type": kind,
+        "event": name[:255] if isinstance(name, str) else None,
+        "anonymous_id": anonymous_id,
+        "client_anonymous_id": client_anon if client_anon != anonymous_id else None,
+        "user_id": user_id,
+        "event_time": db_time,
+        "timestamp": to_db(timestamp),
+        "sent_at": to_db(sent_at),
+        "received_at": to_db(received),
+        "message": stored,
+        "request": request,
+        "response": {"status": 200} if index is None else {"status": 200, "index": index},
+        "ip": ip,
+        "user_agent": user_agent,
+        "page_url": page_url,
+        "referrer": referrer,
+        "is_bot": is_bot(user_agent),
+    }
+
+    links = []
+    if anonymous_id is not None:
+        if client_anon and client_anon != anonymous_id:
+            links.append((anonymous_id, "anonymous_id", client_anon))
+        if user_id and kind in ("identify", "alias"):
+            links.append((anonymous_id, "user_id", user_id))
+    previous = msg.get("previousId")
+    if kind == "alias" and previous and user_id and previous != anonymous_id:
+        links.append((previous[:128], "user_id", user_id))
+
+    touch = None
+    if anonymous_id is not None:
+        clicks, utm = parse_touch(page_url)
+        if info.extra_touch_url:
+            more_clicks, more_utm = parse_touch(info.extra_touch_url)
+            clicks = {**more_clicks, **clicks}
+            utm = {**more_utm, **utm}
+        wants_touch = (clicks or utm or info.cookie_state == "new"
+                       or (info.ad_cookies and kind == "page"))
+        if wants_touch:
+            touch = Touch(anonymous_id=anonymous_id, source=info.source, at=db_time,
+                          clicks=clicks, utm=utm, landing_page=page_url, referrer=referrer,
+                          cookies=info.ad_cookies)
+    return PreparedEvent(row=row, touch=touch, links=links)

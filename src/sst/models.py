@@ -1,0 +1,126 @@
+"""Tables. The ingest hot path writes them with SQLAlchemy Core (see storage.py);
+the ORM classes serve the CLI, jobs and tests."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+
+# Microsecond precision on MySQL (its DATETIME defaults to whole seconds).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# BIGINT ids on MySQL; SQLite only auto-increments INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+# utf8mb4 for any text; binary collation because message ids and click ids are case-sensitive.
+TABLE_OPTS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+ID_LEN = 128  # anonymousId / messageId limit: keeps composite unique keys under InnoDB's 3072 bytes
+
+
+class Event(db.Model):
+    """One accepted message, stored before sst answers."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(ID_LEN))
+    type: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str | None] = mapped_column(String(255))  # track name or page/screen name
+    anonymous_id: Mapped[str | None] = mapped_column(String(ID_LEN))  # the visitor (cookie) id
+    client_anonymous_id: Mapped[str | None] = mapped_column(String(ID_LEN))  # message's, if other
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    event_time: Mapped[object] = mapped_column(Timestamp)  # skew-corrected, UTC
+    timestamp: Mapped[object | None] = mapped_column(Timestamp)  # as the client sent it, UTC
+    sent_at: Mapped[object | None] = mapped_column(Timestamp)
+    received_at: Mapped[object] = mapped_column(Timestamp)
+    message: Mapped[dict] = mapped_column(JSON)  # the message as received (writeKey removed)
+    request: Mapped[dict] = mapped_column(JSON)  # endpoint, auth, origin, content type, cookies
+    response: Mapped[dict | None] = mapped_column(JSON)  # what sst answered for this message
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    page_url: Mapped[str | None] = mapped_column(Text)
+    referrer: Mapped[str | None] = mapped_column(Text)
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("uq_events_source_message_id", "source", "message_id", unique=True),
+        Index("ix_events_anonymous_id", "anonymous_id"),
+        Index("ix_events_user_id", "user_id"),
+        Index("ix_events_event_time", "event_time"),
+        Index("ix_events_type_event", "type", "event"),
+        TABLE_OPTS,
+    )
+
+
+class Visitor(db.Model):
+    """An anonymous id (first-party cookie) with its first and latest touch."""
+
+    __tablename__ = "visitors"
+    __table_args__ = TABLE_OPTS
+    anonymous_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    source: Mapped[str | None] = mapped_column(String(64))
+    first_seen_at: Mapped[object] = mapped_column(Timestamp)
+    last_seen_at: Mapped[object] = mapped_column(Timestamp)
+    # {"at", "click_ids": {param: {"value", "seen_at"}}, "utm": {...}, "landing_page", "referrer"}
+    first_touch: Mapped[dict | None] = mapped_column(JSON)
+    latest_touch: Mapped[dict | None] = mapped_column(JSON)
+    landing_page: Mapped[str | None] = mapped_column(Text)
+    referrer: Mapped[str | None] = mapped_column(Text)
+    cookies: Mapped[dict | None] = mapped_column(JSON)  # _fbp, _fbc, _ga, _ttp as last sent
+
+
+class ClickId(db.Model):
+    """Every ad click id a visitor arrived with, and when it was first and last seen."""
+
+    __tablename__ = "click_ids"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    anonymous_id: Mapped[str] = mapped_column(String(ID_LEN))
+    param: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(600))
+    first_seen_at: Mapped[object] = mapped_column(Timestamp)  # Meta's fbc needs this, in ms
+    last_seen_at: Mapped[object] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index("uq_click_ids_visitor_param_value", "anonymous_id", "param", "value", unique=True),
+        TABLE_OPTS,
+    )
+
+
+class Link(db.Model):
+    """An edge of the identity graph: a visitor id linked to another id of the same person."""
+
+    __tablename__ = "links"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    anonymous_id: Mapped[str] = mapped_column(String(ID_LEN))
+    kind: Mapped[str] = mapped_column(String(16))  # anonymous_id | user_id | person
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[object] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index("uq_links_anonymous_id_kind_value", "anonymous_id", "kind", "value", unique=True),
+        Index("ix_links_kind_value", "kind", "value"),
+        TABLE_OPTS,
+    )
+
+
+class RejectedPayload(db.Model):
+    """A request or message sst refused, kept (capped) so an operator can see what broke."""
+
+    __tablename__ = "rejected_payloads"
+    __table_args__ = TABLE_OPTS
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[object] = mapped_column(Timestamp, index=True)
+    source: Mapped[str | None] = mapped_column(String(64))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict | None] = mapped_column(JSON)
+    body: Mapped[str | None] = mapped_column(LongText)  # capped at REJECTED_BODY_MAX
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    origin: Mapped[str | None] = mapped_column(String(255))

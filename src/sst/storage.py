@@ -1,0 +1,209 @@
+"""The ingest write path: events, visitors, click ids and links, in one transaction.
+
+SQLAlchemy Core on purpose: it is the hot path, and the ORM's unit of work costs several
+times more per row than a compiled INSERT (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .clock import from_db, iso, parse_time, utcnow
+from .errors import StorageUnavailableError
+from .models import ClickId, Event, Link, RejectedPayload, Visitor
+
+logger = logging.getLogger(__name__)
+
+events_t = Event.__table__
+visitors_t = Visitor.__table__
+clicks_t = ClickId.__table__
+links_t = Link.__table__
+rejected_t = RejectedPayload.__table__
+
+
+def insert_ignore(table):
+    """INSERT that skips rows whose unique key exists (MySQL IGNORE, SQLite OR IGNORE)."""
+    return (insert(table).prefix_with("IGNORE", dialect="mysql")
+            .prefix_with("IGNORE", dialect="mariadb")
+            .prefix_with("OR IGNORE", dialect="sqlite"))
+
+
+_insert_event = insert_ignore(events_t)
+_insert_visitor = insert_ignore(visitors_t)
+_insert_click = insert_ignore(clicks_t)
+_insert_link = insert_ignore(links_t)
+
+
+@dataclass
+class Touch:
+    """What one event tells about its visitor."""
+
+    anonymous_id: str
+    source: str
+    at: datetime  # naive UTC event time
+    clicks: dict = field(default_factory=dict)
+    utm: dict = field(default_factory=dict)
+    landing_page: str | None = None
+    referrer: str | None = None
+    cookies: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreparedEvent:
+    row: dict  # columns of events
+    touch: Touch | None = None
+    links: list = field(default_factory=list)  # (anonymous_id, kind, value)
+
+
+def store_events(engine, items: list[PreparedEvent], on_insert=None) -> list[bool]:
+    """Store events once each; returns, per item, whether it was new (False: a duplicate).
+
+    Everything is one transaction: an answer of 200 means every row is committed.
+    `on_insert(conn, item, event_id)` runs inside it for each new event (deliveries).
+    Raises StorageUnavailableError when the database cannot be reached.
+    """
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as conn:
+                results = []
+                for item in items:
+                    res = conn.execute(_insert_event, item.row)
+                    inserted = res.rowcount == 1
+                    results.append(inserted)
+                    if not inserted:
+                        continue
+                    if item.touch is not None:
+                        _touch_visitor(conn, item.touch)
+                    for anon, kind, value in item.links:
+                        conn.execute(_insert_link, {"anonymous_id": anon, "kind": kind,
+                                                    "value": value,
+                                                    "created_at": item.row["received_at"]})
+                    if on_insert is not None:
+                        on_insert(conn, item, res.inserted_primary_key[0])
+                return results
+        except DBAPIError as exc:
+            # A pooled connection that died (database restarted) is retried once on a new one.
+            if exc.connection_invalidated and attempt == 1:
+                continue
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                raise StorageUnavailableError(str(exc.orig)[:200]) from exc
+            raise
+    raise AssertionError("unreachable")
+
+
+def _touch_doc(touch: Touch, previous: list[dict | None]) -> dict | None:
+    """A first/latest touch document; a click id seen before keeps its first-seen time."""
+    if not touch.clicks and not touch.utm:
+        return None
+    known = {}
+    for doc in previous:
+        for param, click in ((doc or {}).get("click_ids") or {}).items():
+            if isinstance(click, dict):
+                known[(param, click.get("value"))] = click.get("seen_at")
+    at = iso(touch.at)
+    return {
+        "at": at,
+        "click_ids": {p: {"value": v, "seen_at": known.get((p, v)) or at}
+                      for p, v in touch.clicks.items()},
+        "utm": touch.utm,
+        "landing_page": touch.landing_page,
+        "referrer": touch.referrer,
+    }
+
+
+def _doc_time(doc):
+    try:
+        return parse_time(doc["at"]).replace(tzinfo=None)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _touch_visitor(conn, touch: Touch) -> None:
+    doc = _touch_doc(touch, [])
+    res = conn.execute(_insert_visitor, {
+        "anonymous_id": touch.anonymous_id, "source": touch.source,
+        "first_seen_at": touch.at, "last_seen_at": touch.at,
+        "first_touch": doc, "latest_touch": doc,
+        "landing_page": touch.landing_page, "referrer": touch.referrer,
+        "cookies": touch.cookies or None,
+    })
+    if res.rowcount != 1:
+        _update_visitor(conn, touch)
+    for param, value in touch.clicks.items():
+        _upsert_click(conn, touch.anonymous_id, param, value, touch.at)
+
+
+def _update_visitor(conn, touch: Touch) -> None:
+    v = visitors_t.c
+    row = conn.execute(
+        select(v.first_seen_at, v.last_seen_at, v.first_touch, v.latest_touch, v.cookies)
+        .where(v.anonymous_id == touch.anonymous_id).with_for_update()
+    ).one()
+    changes: dict = {}
+    first_seen = from_db(row.first_seen_at).replace(tzinfo=None)
+    if touch.at < first_seen:  # an earlier event arrived late: it is the real landing
+        changes.update(first_seen_at=touch.at, landing_page=touch.landing_page,
+                       referrer=touch.referrer)
+    if touch.at > from_db(row.last_seen_at).replace(tzinfo=None):
+        changes["last_seen_at"] = touch.at
+    doc = _touch_doc(touch, [row.first_touch, row.latest_touch])
+    if doc is not None:
+        first_at = _doc_time(row.first_touch) if row.first_touch else None
+        latest_at = _doc_time(row.latest_touch) if row.latest_touch else None
+        if first_at is None or touch.at < first_at:
+            changes["first_touch"] = doc
+        if latest_at is None or touch.at >= latest_at:
+            changes["latest_touch"] = doc
+    if touch.cookies and touch.cookies != {k: (row.cookies or {}).get(k) for k in touch.cookies}:
+        changes["cookies"] = {**(row.cookies or {}), **touch.cookies}
+    if changes:
+        conn.execute(update(visitors_t).where(v.anonymous_id == touch.anonymous_id)
+                     .values(**changes))
+
+
+def _upsert_click(conn, anonymous_id, param, value, at) -> None:
+    res = conn.execute(_insert_click, {"anonymous_id": anonymous_id, "param": param,
+                                       "value": value, "first_seen_at": at, "last_seen_at": at})
+    if res.rowcount == 1:
+        return
+    c = clicks_t.c
+    conn.execute(
+        update(clicks_t)
+        .where(c.anonymous_id == anonymous_id, c.param == param, c.value == value)
+        .values(first_seen_at=case((c.first_seen_at > at, at), else_=c.first_seen_at),
+                last_seen_at=case((c.last_seen_at < at, at), else_=c.last_seen_at))
+    )
+
+
+REJECTED_BODY_MAX = 32 * 1024
+
+
+def record_rejection(engine, *, keep: int, **row) -> None:
+    """Keep a refused payload for operators. Best effort: it never fails the request."""
+    body = row.get("body")
+    if isinstance(body, bytes):
+        body = body[:REJECTED_BODY_MAX].decode("utf-8", "replace")
+    elif isinstance(body, str):
+        body = body[:REJECTED_BODY_MAX]
+    row["body"] = body
+    row.setdefault("received_at", utcnow().replace(tzinfo=None))
+    for key, limit in (("user_agent", 512), ("origin", 255), ("ip", 45), ("source", 64),
+                       ("endpoint", 64), ("error", 64)):
+        if isinstance(row.get(key), str):
+            row[key] = row[key][:limit]
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(rejected_t), row)
+            # Trim now and then rather than on every insert: the cap is approximate.
+            if random.random() < 0.02:
+                newest = conn.execute(select(func.max(rejected_t.c.id))).scalar() or 0
+                if newest > keep:
+                    conn.execute(rejected_t.delete().where(rejected_t.c.id <= newest - keep))
+    except DBAPIError as exc:
+        logger.warning("could not record a rejected payload: %s", exc.__class__.__name__)
