@@ -12,8 +12,10 @@ from flask import Flask, Response, request
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 
+from . import __version__
 from .config import Defaults, build_sources, check_production, load_toml
 from .cookies import CookieSigner
+from .destinations import FanOut, load_destinations
 from .errors import ApiError, ConfigError
 from .extensions import db
 from .jsonutil import dumps
@@ -28,10 +30,12 @@ STRING_KEYS = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CONFIG", "COOKIE_NAME
 class SstState:
     """Per-app runtime objects that views, jobs and the CLI share."""
 
-    def __init__(self, app: Flask, sources: dict):
+    def __init__(self, app: Flask, sources: dict, destinations: dict):
         cfg = app.config
         self.app = app
         self.sources = sources
+        self.destinations = destinations
+        self._connectors: dict = {}
         self.all_origins = frozenset(o for s in sources.values() for o in s.origins)
         self.signer = CookieSigner(cfg["SECRET_KEY"])
         self.cookie_name = cfg["COOKIE_NAME"]
@@ -44,7 +48,20 @@ class SstState:
         self.rejected_keep = int(cfg["REJECTED_KEEP"])
         self.retry_after = int(cfg["RETRY_AFTER_SECONDS"])
         self.redis_url = cfg.get("REDIS_URL") or None
-        self.on_insert = None  # set by the delivery layer: fan-out inside the ingest transaction
+        # Fan-out runs inside the ingest transaction: an event and its deliveries commit together.
+        self.on_insert = FanOut(destinations, bool(cfg["FORWARD_BOTS"])) if destinations else None
+
+    def connector(self, dest):
+        """One connector instance per destination and process: its HTTP session and OAuth
+        token are reused across jobs."""
+        inst = self._connectors.get(dest.name)
+        if inst is None:
+            import requests
+
+            session = requests.Session()
+            session.headers["User-Agent"] = f"sst/{__version__}"
+            inst = self._connectors[dest.name] = dest.connector_cls(dest.settings, session)
+        return inst
 
     @cached_property
     def engine(self):
@@ -144,6 +161,7 @@ def create_app(overrides=None):
 
     check_production(app.config)
     sources = build_sources(app.config["SOURCES"], f"config file {config_path or '(none)'}")
+    destinations = load_destinations(app.config["DESTINATIONS"])
 
     url = _database_url(app)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
@@ -155,7 +173,7 @@ def create_app(overrides=None):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
 
-    app.extensions["sst"] = SstState(app, sources)
+    app.extensions["sst"] = SstState(app, sources, destinations)
 
     from . import health, ingest
 

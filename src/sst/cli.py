@@ -217,5 +217,95 @@ def _print_event(ev, as_json):
                f"{who[:36]:<36} {ev.message_id}")
 
 
+# --- delivery ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Drain due deliveries (retries included), then exit.")
+@click.option("--queue", "queues", multiple=True, default=["deliveries"], show_default=True)
+@click.option("--worker-class", type=click.Choice(["simple", "fork"]), default="simple",
+              show_default=True, help="simple: jobs run in the worker process (fast); "
+              "fork: one child process per job (RQ's default).")
+@click.option("--no-relay", is_flag=True, help="Do not move pending deliveries to the queue.")
+@click.option("--sweep-interval", default=60.0, show_default=True,
+              help="Seconds between sweeps for lost deliveries.")
+@with_appcontext
+def worker(burst, queues, worker_class, no_relay, sweep_interval):
+    """Run an RQ worker with the scheduler, the relay and the periodic sweep."""
+    from .jobs import run_worker
+
+    run_worker(current_app._get_current_object(), burst=burst, queues=queues,
+               worker_class=worker_class, sweep_every=sweep_interval, with_relay=not no_relay)
+
+
+@main.command()
+@with_appcontext
+def sweep():
+    """Re-enqueue deliveries that are pending, or lost by Redis or a dead worker."""
+    from . import dispatch
+    from .jobs import job_checker, make_enqueuer, rq_connection
+
+    state = current_app.extensions["sst"]
+    try:
+        if state.redis_url:
+            conn = rq_connection(state)
+            counts = dispatch.sweep(state, job_checker(conn))
+            moved = dispatch.relay(state, make_enqueuer(state, conn))
+        else:
+            from .jobs import run_inline
+
+            counts = dispatch.sweep(state)
+            moved = run_inline(state)
+    except Exception as exc:
+        click.echo(f"sst sweep: {exc.__class__.__name__}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"recovered {counts['sending']} lost while sending, {counts['queued']} whose job "
+               f"was gone; enqueued {moved}")
+
+
+@main.command()
+@click.option("--event", "event_ref", default=None,
+              help="An event: its id, or its messageId.")
+@click.option("--destination", default=None)
+@click.option("-n", "--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--bodies", is_flag=True, help="Also print request and response bodies.")
+@with_appcontext
+def tracks(event_ref, destination, limit, as_json, bodies):
+    """Outgoing requests and their answers (the delivery ledger), newest first."""
+    from sqlalchemy import or_, select
+
+    from .clock import iso
+    from .extensions import db
+    from .jsonutil import dumps
+    from .models import Event, Track, TrackItem
+
+    q = select(Track).order_by(Track.id.desc()).limit(limit)
+    if event_ref:
+        ids = select(Event.id).where(or_(Event.message_id == event_ref,
+                                         Event.id == (int(event_ref) if event_ref.isdigit()
+                                                      else -1)))
+        q = q.where(Track.id.in_(select(TrackItem.track_id).where(TrackItem.event_id.in_(ids))))
+    if destination:
+        q = q.where(Track.destination == destination)
+    for t in db.session.execute(q).scalars():
+        item = {"id": t.id, "time": iso(t.created_at), "destination": t.destination,
+                "connector": t.connector, "eventId": t.incoming_id, "deliveryId": t.delivery_id,
+                "attempt": t.attempt, "outcome": t.outcome, "method": t.method, "url": t.url,
+                "status": t.status, "error": t.error_message, "durationMs": t.duration_ms}
+        if as_json:
+            item.update(requestHeaders=t.request_headers, requestBody=t.request_body,
+                        responseHeaders=t.response_headers, responseBody=t.response_body,
+                        errorClass=t.error_class)
+            click.echo(dumps(item))
+            continue
+        click.echo(f"{item['time']}  {t.destination:<12} #{t.attempt} {t.outcome:<9} "
+                   f"{t.status or '-':<4} {t.duration_ms or 0:7.1f} ms  {t.method} {t.url}"
+                   + (f"  {t.error_class}: {t.error_message}" if t.error_class else ""))
+        if bodies:
+            click.echo(f"    > {t.request_body}")
+            click.echo(f"    < {t.response_body}")
+
+
 if __name__ == "__main__":
     main()

@@ -22,11 +22,13 @@ def parse_time(value) -> datetime:
         raise ValueError("not an ISO-8601 date-time string")
     try:
         dt = datetime.fromisoformat(text)
+        if dt.tzinfo is None:
+            return dt.replace(tzinfo=UTC)
+        return dt.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+        raise ValueError("date-time out of range") from None
     except ValueError:
         raise ValueError("not an ISO-8601 date-time string") from None
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
 
 
 def corrected_event_time(received_at, timestamp=None, sent_at=None) -> datetime:
@@ -40,7 +42,10 @@ def corrected_event_time(received_at, timestamp=None, sent_at=None) -> datetime:
     if sent_at is None:
         event_time = timestamp
     else:
-        event_time = received_at - (sent_at - timestamp)
+        try:
+            event_time = received_at - (sent_at - timestamp)
+        except OverflowError:  # a skew of millennia: the client's times are nonsense
+            return received_at
     if event_time > received_at + FUTURE_TOLERANCE:
         return received_at
     return event_time

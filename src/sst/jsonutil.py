@@ -6,9 +6,33 @@ import json
 
 import orjson
 
+# Deeper bodies are refused as malformed: no real message nests this far, and it keeps every
+# later dumps() (orjson stops at 254 levels, the stdlib at the recursion limit) safe.
+MAX_PARSE_DEPTH = 64
+
 
 class MalformedJSON(ValueError):
     pass
+
+
+def nesting_depth(value, limit: int) -> int:
+    """How many arrays/objects deep `value` goes, counting stops once past `limit`."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children
+                     if isinstance(child, dict | list))
+    return deepest
 
 
 def _no_constants(name):
@@ -16,17 +40,25 @@ def _no_constants(name):
 
 
 def loads(data: bytes | str):
-    """Parse JSON strictly: no NaN/Infinity, no lone surrogates, big integers allowed."""
+    """Parse JSON strictly: no NaN/Infinity, no lone surrogates, big integers allowed,
+    at most MAX_PARSE_DEPTH levels."""
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError:
-        pass
-    # orjson refuses integers beyond 64 bits, which JSON allows; the stdlib takes them.
-    try:
-        value = json.loads(data, parse_constant=_no_constants)
-        dumps(value).encode("utf-8")  # lone surrogates cannot be stored as utf8mb4
-    except (ValueError, UnicodeError, RecursionError) as exc:
-        raise MalformedJSON(str(exc)[:200]) from None
+        # orjson refuses integers beyond 64 bits, which JSON allows; the stdlib takes them.
+        try:
+            value = json.loads(data, parse_constant=_no_constants)
+        except (ValueError, UnicodeError, RecursionError) as exc:
+            raise MalformedJSON(str(exc)[:200]) from None
+        if nesting_depth(value, MAX_PARSE_DEPTH) > MAX_PARSE_DEPTH:
+            raise MalformedJSON(f"nested deeper than {MAX_PARSE_DEPTH} levels") from None
+        try:
+            dumps(value).encode("utf-8")  # lone surrogates cannot be stored as utf8mb4
+        except (ValueError, UnicodeError) as exc:
+            raise MalformedJSON(str(exc)[:200]) from None
+        return value
+    if nesting_depth(value, MAX_PARSE_DEPTH) > MAX_PARSE_DEPTH:
+        raise MalformedJSON(f"nested deeper than {MAX_PARSE_DEPTH} levels")
     return value
 
 

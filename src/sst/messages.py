@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 
 from .attribution import page_url_of, parse_touch, referrer_of
 from .clock import corrected_event_time, to_db
-from .jsonutil import dumps
+from .jsonutil import dumps, nesting_depth
 from .schemas import flat_errors, message_schema
 from .storage import PreparedEvent, Touch
 
@@ -45,6 +45,10 @@ class RequestInfo:
     extra_touch_url: str | None = None  # the pixel request's own URL (email links)
 
 
+# MariaDB's JSON columns refuse documents nested 32 levels or more (JSON_VALID's limit);
+# such a message must be a 400, not a storage failure that the client retries forever.
+MAX_DEPTH = 31
+
 _crawler = None
 
 
@@ -71,7 +75,10 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
     """Validate one message and build its rows; never raises on bad input."""
     if not isinstance(raw, dict):
         return Rejection(400, "invalid_message", "a message must be a JSON object")
-    if max_bytes is not None and len(dumps(raw)) > max_bytes:
+    if nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
+        return Rejection(400, "invalid_message",
+                         f"a message may nest objects and arrays {MAX_DEPTH} levels deep at most")
+    if max_bytes is not None and len(dumps(raw).encode()) > max_bytes:
         return Rejection(413, "message_too_large",
                          f"a message may be {max_bytes // 1024} KiB at most")
     try:

@@ -124,3 +124,92 @@ class RejectedPayload(db.Model):
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     origin: Mapped[str | None] = mapped_column(String(255))
+
+
+class Delivery(db.Model):
+    """One event x one destination: the outbox row that workers send and replay works from.
+
+    state: pending (due at next_attempt_at) -> queued (a job holds it) -> sending (a worker
+    claimed it, until locked_until) -> succeeded | failed | skipped, or back to pending for
+    a retry.
+    """
+
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(BigId, index=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    connector: Mapped[str] = mapped_column(String(64))
+    platform_event: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[object] = mapped_column(Timestamp)
+    locked_until: Mapped[object | None] = mapped_column(Timestamp)
+    claim: Mapped[str | None] = mapped_column(String(32))  # the worker that holds it
+    job_id: Mapped[str | None] = mapped_column(String(128))
+    consent: Mapped[str | None] = mapped_column(String(255))  # the consent decision
+    reason: Mapped[str | None] = mapped_column(String(255))  # why skipped / failed, short
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_code: Mapped[str | None] = mapped_column(String(64))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    event_time: Mapped[object] = mapped_column(Timestamp)  # copied: replay filters on it
+    created_at: Mapped[object] = mapped_column(Timestamp)
+    updated_at: Mapped[object] = mapped_column(Timestamp)
+    sent_at: Mapped[object | None] = mapped_column(Timestamp)  # when it succeeded
+
+    __table_args__ = (
+        Index("uq_deliveries_event_destination", "event_id", "destination", unique=True),
+        Index("ix_deliveries_state_next", "state", "next_attempt_at"),
+        Index("ix_deliveries_destination_state", "destination", "state", "event_time"),
+        Index("ix_deliveries_claim", "claim"),
+        TABLE_OPTS,
+    )
+
+
+class Track(db.Model):
+    """One outgoing HTTP request and its answer (secrets masked): the delivery ledger."""
+
+    __tablename__ = "tracks"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    incoming_id: Mapped[int | None] = mapped_column(BigId, index=True)  # events.id
+    destination: Mapped[str] = mapped_column(String(64))
+    connector: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))  # success | retryable | permanent | auth
+    method: Mapped[str] = mapped_column(String(8))
+    url: Mapped[str] = mapped_column(Text)
+    request_headers: Mapped[dict | None] = mapped_column(JSON)
+    request_body: Mapped[str | None] = mapped_column(LongText)
+    status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict | None] = mapped_column(JSON)
+    response_body: Mapped[str | None] = mapped_column(LongText)
+    error_class: Mapped[str | None] = mapped_column(String(128))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None] = mapped_column(db.Float)
+    created_at: Mapped[object] = mapped_column(Timestamp, index=True)
+
+    __table_args__ = (
+        Index("ix_tracks_destination_created", "destination", "created_at"),
+        TABLE_OPTS,
+    )
+
+
+class DestinationControl(db.Model):
+    """Operator switches per destination (pause holds its deliveries pending)."""
+
+    __tablename__ = "destination_controls"
+    __table_args__ = TABLE_OPTS
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[object] = mapped_column(Timestamp)
+
+
+class TrackItem(db.Model):
+    """Which deliveries one Track's request carried (a batch request carries many)."""
+
+    __tablename__ = "track_items"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    track_id: Mapped[int] = mapped_column(BigId, index=True)
+    delivery_id: Mapped[int] = mapped_column(BigId, index=True)
+    event_id: Mapped[int] = mapped_column(BigId, index=True)
+    __table_args__ = (TABLE_OPTS,)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -68,7 +69,9 @@ def store_events(engine, items: list[PreparedEvent], on_insert=None) -> list[boo
     `on_insert(conn, item, event_id)` runs inside it for each new event (deliveries).
     Raises StorageUnavailableError when the database cannot be reached.
     """
-    for attempt in (1, 2):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             with engine.begin() as conn:
                 results = []
@@ -91,10 +94,23 @@ def store_events(engine, items: list[PreparedEvent], on_insert=None) -> list[boo
             # A pooled connection that died (database restarted) is retried once on a new one.
             if exc.connection_invalidated and attempt == 1:
                 continue
+            # InnoDB rolled the whole transaction back (deadlock, lock wait timeout): concurrent
+            # requests for one visitor do this; running it again is what MySQL's manual asks.
+            if _is_lock_conflict(exc) and attempt < LOCK_RETRIES:
+                time.sleep(random.uniform(0.005, 0.03) * attempt)
+                continue
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 raise StorageUnavailableError(str(exc.orig)[:200]) from exc
             raise
-    raise AssertionError("unreachable")
+
+
+LOCK_RETRIES = 8
+_LOCK_ERRORS = (1205, 1213)  # ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK
+
+
+def _is_lock_conflict(exc: DBAPIError) -> bool:
+    args = getattr(exc.orig, "args", None)
+    return bool(args) and args[0] in _LOCK_ERRORS
 
 
 def _touch_doc(touch: Touch, previous: list[dict | None]) -> dict | None:
@@ -109,12 +125,36 @@ def _touch_doc(touch: Touch, previous: list[dict | None]) -> dict | None:
     at = iso(touch.at)
     return {
         "at": at,
-        "click_ids": {p: {"value": v, "seen_at": known.get((p, v)) or at}
+        "click_ids": {p: {"value": v, "seen_at": _earliest(known.get((p, v)), at)}
                       for p, v in touch.clicks.items()},
         "utm": touch.utm,
         "landing_page": touch.landing_page,
         "referrer": touch.referrer,
     }
+
+
+def _earliest(seen_at, at: str) -> str:
+    """The earlier of a stored first-seen time and this event's time (events arrive late)."""
+    try:
+        return seen_at if seen_at and parse_time(seen_at) <= parse_time(at) else at
+    except (TypeError, ValueError):
+        return at
+
+
+def _with_first_seen(doc, touch: Touch, at: str):
+    """A stored touch document with its click ids' first-seen times moved back to `at` where
+    this (earlier) event carried the same click id; None when nothing changes."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("click_ids"), dict):
+        return None
+    changed = False
+    clicks = {}
+    for param, click in doc["click_ids"].items():
+        if (isinstance(click, dict) and touch.clicks.get(param) == click.get("value")
+                and _earliest(click.get("seen_at"), at) == at and click.get("seen_at") != at):
+            click = {**click, "seen_at": at}
+            changed = True
+        clicks[param] = click
+    return {**doc, "click_ids": clicks} if changed else None
 
 
 def _doc_time(doc):
@@ -125,26 +165,36 @@ def _doc_time(doc):
 
 
 def _touch_visitor(conn, touch: Touch) -> None:
-    doc = _touch_doc(touch, [])
-    res = conn.execute(_insert_visitor, {
-        "anonymous_id": touch.anonymous_id, "source": touch.source,
-        "first_seen_at": touch.at, "last_seen_at": touch.at,
-        "first_touch": doc, "latest_touch": doc,
-        "landing_page": touch.landing_page, "referrer": touch.referrer,
-        "cookies": touch.cookies or None,
-    })
-    if res.rowcount != 1:
-        _update_visitor(conn, touch)
+    # Lock an existing row first (X lock): INSERT IGNORE on a duplicate takes a shared lock,
+    # and two requests upgrading shared locks on one visitor deadlock each other.
+    row = _lock_visitor(conn, touch.anonymous_id)
+    if row is None:
+        doc = _touch_doc(touch, [])
+        res = conn.execute(_insert_visitor, {
+            "anonymous_id": touch.anonymous_id, "source": touch.source,
+            "first_seen_at": touch.at, "last_seen_at": touch.at,
+            "first_touch": doc, "latest_touch": doc,
+            "landing_page": touch.landing_page, "referrer": touch.referrer,
+            "cookies": touch.cookies or None,
+        })
+        if res.rowcount != 1:  # created meanwhile by a concurrent request
+            row = _lock_visitor(conn, touch.anonymous_id)
+    if row is not None:
+        _update_visitor(conn, touch, row)
     for param, value in touch.clicks.items():
         _upsert_click(conn, touch.anonymous_id, param, value, touch.at)
 
 
-def _update_visitor(conn, touch: Touch) -> None:
+def _lock_visitor(conn, anonymous_id):
     v = visitors_t.c
-    row = conn.execute(
+    return conn.execute(
         select(v.first_seen_at, v.last_seen_at, v.first_touch, v.latest_touch, v.cookies)
-        .where(v.anonymous_id == touch.anonymous_id).with_for_update()
-    ).one()
+        .where(v.anonymous_id == anonymous_id).with_for_update()
+    ).one_or_none()
+
+
+def _update_visitor(conn, touch: Touch, row) -> None:
+    v = visitors_t.c
     changes: dict = {}
     first_seen = from_db(row.first_seen_at).replace(tzinfo=None)
     if touch.at < first_seen:  # an earlier event arrived late: it is the real landing
@@ -158,8 +208,16 @@ def _update_visitor(conn, touch: Touch) -> None:
         latest_at = _doc_time(row.latest_touch) if row.latest_touch else None
         if first_at is None or touch.at < first_at:
             changes["first_touch"] = doc
+        else:
+            moved = _with_first_seen(row.first_touch, touch, doc["at"])
+            if moved is not None:
+                changes["first_touch"] = moved
         if latest_at is None or touch.at >= latest_at:
             changes["latest_touch"] = doc
+        else:
+            moved = _with_first_seen(row.latest_touch, touch, doc["at"])
+            if moved is not None:
+                changes["latest_touch"] = moved
     if touch.cookies and touch.cookies != {k: (row.cookies or {}).get(k) for k in touch.cookies}:
         changes["cookies"] = {**(row.cookies or {}), **touch.cookies}
     if changes:
@@ -168,17 +226,18 @@ def _update_visitor(conn, touch: Touch) -> None:
 
 
 def _upsert_click(conn, anonymous_id, param, value, at) -> None:
+    # UPDATE first for the same reason as _touch_visitor: no shared lock to upgrade.
+    c = clicks_t.c
+    bump = (update(clicks_t)
+            .where(c.anonymous_id == anonymous_id, c.param == param, c.value == value)
+            .values(first_seen_at=case((c.first_seen_at > at, at), else_=c.first_seen_at),
+                    last_seen_at=case((c.last_seen_at < at, at), else_=c.last_seen_at)))
+    if conn.execute(bump).rowcount:
+        return
     res = conn.execute(_insert_click, {"anonymous_id": anonymous_id, "param": param,
                                        "value": value, "first_seen_at": at, "last_seen_at": at})
-    if res.rowcount == 1:
-        return
-    c = clicks_t.c
-    conn.execute(
-        update(clicks_t)
-        .where(c.anonymous_id == anonymous_id, c.param == param, c.value == value)
-        .values(first_seen_at=case((c.first_seen_at > at, at), else_=c.first_seen_at),
-                last_seen_at=case((c.last_seen_at < at, at), else_=c.last_seen_at))
-    )
+    if res.rowcount != 1:
+        conn.execute(bump)
 
 
 REJECTED_BODY_MAX = 32 * 1024

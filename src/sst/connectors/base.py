@@ -1,0 +1,478 @@
+"""Connector base: event data in, classified outcomes and recorded HTTP exchanges out.
+
+A connector turns `EventData` into platform requests (`build_requests`, pure), sends them
+(`send`, never raises on HTTP or network failure) and classifies each answer per event
+(`classify`, reading the platform's body, not only the status).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import requests
+from marshmallow import RAISE, Schema, fields, validate
+
+logger = logging.getLogger(__name__)
+
+MASK = "***"
+MAX_RESPONSE_BODY = 64 * 1024
+# Skip events this close to a platform's age limit: the request itself takes time and the
+# platform clock may run ahead of ours (Meta rejects the whole batch for one event too old).
+AGE_MARGIN = timedelta(minutes=5)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Header names whose whole value is a credential.
+SECRET_HEADERS = frozenset({"authorization", "access-token", "developer-token", "x-api-key"})
+
+SUCCESS, RETRYABLE, PERMANENT, SKIPPED = "success", "retryable", "permanent", "skipped"
+
+
+@dataclass
+class ClickId:
+    value: str
+    seen_at: datetime  # tz-aware UTC: event time of the first event that carried it
+
+
+@dataclass
+class EventData:
+    """Everything a connector may read about one event; built by the job layer."""
+
+    message_id: str
+    type: str
+    event: str | None
+    platform_event: str
+    event_time: datetime
+    properties: dict = field(default_factory=dict)
+    traits: dict = field(default_factory=dict)
+    context: dict = field(default_factory=dict)
+    message: dict = field(default_factory=dict)
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    page_url: str | None = None
+    referrer: str | None = None
+    click_ids: dict[str, ClickId] = field(default_factory=dict)
+    cookies: dict[str, str] = field(default_factory=dict)
+    phone: str | None = None
+    email: str | None = None
+
+
+@dataclass
+class HttpExchange:
+    """One outgoing HTTP request and its answer, secrets masked: what a Track row records."""
+
+    method: str
+    url: str
+    request_headers: dict
+    request_body: str | None
+    status: int | None
+    response_headers: dict
+    response_body: str | None
+    error_class: str | None
+    error_message: str | None
+    duration_ms: float
+    started_at: datetime
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Outcome:
+    kind: str  # success | retryable | permanent | skipped
+    error: str | None = None
+    code: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass
+class SendResult:
+    exchanges: list[HttpExchange]
+    outcomes: dict[str, Outcome]
+
+
+@dataclass
+class OutgoingRequest:
+    """A request ready to send; `message_ids` are the events it carries, in body order."""
+
+    method: str
+    url: str
+    headers: dict
+    body: str | None
+    message_ids: list[str]
+    meta: dict = field(default_factory=dict)
+
+
+class ConnectorSettings(Schema):
+    """Keys every destination takes; connector schemas subclass this."""
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(min=1))
+    connector = fields.String(required=True, validate=validate.Length(min=1))
+    base_url = fields.Url(schemes={"http", "https"}, require_tld=False, load_default=None)
+    events = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    retry_max = fields.Integer(load_default=6, validate=validate.Range(min=1))
+    retry_backoff = fields.Float(load_default=30.0, validate=validate.Range(min=0))
+    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False))
+    consent_categories = fields.List(fields.String(), load_default=list)
+    enabled = fields.Boolean(load_default=True)
+
+
+def secret_fields(schema: type[Schema] | Schema) -> list[str]:
+    """Names of the fields marked `metadata={"secret": True}`."""
+    inst = schema() if isinstance(schema, type) else schema
+    return [name for name, f in inst.fields.items() if f.metadata.get("secret")]
+
+
+def mask_settings(schema: type[Schema] | Schema, settings: Mapping) -> dict:
+    """Copy of `settings` with every secret value replaced by "***"."""
+    secret = set(secret_fields(schema))
+    return {k: (MASK if k in secret and v not in (None, "") else v) for k, v in settings.items()}
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def epoch_seconds(dt: datetime) -> int:
+    """Unix seconds, floored (platforms in seconds must not round up into the future)."""
+    return (dt - EPOCH) // timedelta(seconds=1)
+
+
+def epoch_millis(dt: datetime) -> int:
+    return (dt - EPOCH) // timedelta(milliseconds=1)
+
+
+def epoch_micros(dt: datetime) -> int:
+    return (dt - EPOCH) // timedelta(microseconds=1)
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, the exact text sent."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def loads_or_none(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def http_outcome(status: int, headers: Mapping | None = None, detail: str = "") -> Outcome:
+    """Generic status classification: 2xx ok, 408/425/429/5xx retry, other 4xx permanent."""
+    code = f"HTTP {status}"
+    msg = f"{code} {detail}".strip()
+    if 200 <= status < 300:
+        return Outcome(SUCCESS, code=code)
+    if status in (408, 425, 429) or status >= 500:
+        ra = parse_retry_after((headers or {}).get("Retry-After"))
+        return Outcome(RETRYABLE, error=msg, code=code, retry_after=ra)
+    return Outcome(PERMANENT, error=msg, code=code)
+
+
+class Connector:
+    """Base class. Subclasses set the class attributes and implement `build_requests`."""
+
+    name: str = ""
+    settings_schema: type[Schema] = ConnectorSettings
+    max_batch: int = 1
+    max_event_age: timedelta | None = None
+    default_base_url: str = ""
+
+    def __init__(self, settings: dict, session: requests.Session | None = None):
+        self.settings = settings
+        self.session = session or requests.Session()
+        self._secrets: set[str] = {
+            str(settings[k]) for k in secret_fields(self.settings_schema) if settings.get(k)
+        }
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.settings.get('name')!r}>"
+
+    @property
+    def base_url(self) -> str:
+        return (self.settings.get("base_url") or self.default_base_url).rstrip("/")
+
+    # --- pure part -------------------------------------------------------------------------
+
+    def too_old(self, event: EventData, now: datetime) -> str | None:
+        """Reason string when the platform would refuse the event for its age, else None."""
+        if self.max_event_age is None:
+            return None
+        age = now - event.event_time
+        if age > self.max_event_age - AGE_MARGIN:
+            return (
+                f"event too old for {self.name}: {_fmt_age(age)} old, "
+                f"limit {_fmt_age(self.max_event_age)}"
+            )
+        return None
+
+    def skip_reason(self, event: EventData) -> str | None:
+        """Reason this event cannot be sent at all (missing identifiers ...), else None."""
+        return None
+
+    def build_requests(self, events: list[EventData]) -> list[OutgoingRequest]:
+        """Platform requests for the events that pass `skip_reason`. Pure, no I/O."""
+        raise NotImplementedError
+
+    def classify(
+        self, request: OutgoingRequest, status: int, body: str, headers: Mapping
+    ) -> dict[str, Outcome]:
+        """Per-event outcomes for one HTTP answer. Default: by status only."""
+        outcome = http_outcome(status, headers, _snippet(body) if status >= 300 else "")
+        return {mid: outcome for mid in request.message_ids}
+
+    def sendable(self, events: list[EventData]) -> list[EventData]:
+        return [e for e in events if self.skip_reason(e) is None]
+
+    @staticmethod
+    def chunks(items: list, size: int) -> list[list]:
+        return [items[i : i + size] for i in range(0, len(items), size)]
+
+    # --- I/O -------------------------------------------------------------------------------
+
+    def send(self, events: list[EventData], now: datetime | None = None) -> SendResult:
+        """Send the events; never raises on HTTP or network failure."""
+        now = now or datetime.now(UTC)
+        outcomes: dict[str, Outcome] = {}
+        ready = []
+        for ev in events:
+            reason = self.too_old(ev, now) or self.skip_reason(ev)
+            if reason:
+                outcomes[ev.message_id] = Outcome(SKIPPED, error=reason)
+                logger.info("%s: skipped %s: %s", self.name, ev.message_id, reason)
+            else:
+                ready.append(ev)
+        exchanges: list[HttpExchange] = []
+        for req in self.build_requests(ready) if ready else []:
+            exch, outs = self.send_request(req)
+            exchanges.extend(exch)
+            for mid in req.message_ids:
+                outcomes[mid] = outs.get(mid) or Outcome(
+                    PERMANENT, error="no outcome from classification", code="internal"
+                )
+        for ev in events:  # guard: every event passed in has an outcome
+            outcomes.setdefault(
+                ev.message_id, Outcome(SKIPPED, error="no request was built for this event")
+            )
+        return SendResult(exchanges=exchanges, outcomes=outcomes)
+
+    def send_request(self, req: OutgoingRequest) -> tuple[list[HttpExchange], dict[str, Outcome]]:
+        """Perform one request and classify it. Google connectors wrap this with OAuth."""
+        exch, resp = self.perform(req)
+        return [exch], self.outcomes_for(req, exch, resp)
+
+    def outcomes_for(
+        self, req: OutgoingRequest, exch: HttpExchange, resp: requests.Response | None
+    ) -> dict[str, Outcome]:
+        if resp is None:
+            kind = RETRYABLE if exch.error_class in _RETRYABLE_ERRORS else PERMANENT
+            out = Outcome(kind, error=f"{exch.error_class}: {exch.error_message}",
+                          code=exch.error_class)
+            return {mid: out for mid in req.message_ids}
+        try:
+            return self.classify(req, resp.status_code, resp.text, resp.headers)
+        except Exception as exc:  # a classifier bug must not lose the delivery state
+            logger.exception("%s: classify failed", self.name)
+            out = http_outcome(resp.status_code, resp.headers)
+            if out.kind == SUCCESS:
+                return {mid: out for mid in req.message_ids}
+            out.error = f"{out.error} (classify failed: {exc})"
+            return {mid: out for mid in req.message_ids}
+
+    def perform(
+        self, req: OutgoingRequest, extra_headers: dict | None = None
+    ) -> tuple[HttpExchange, requests.Response | None]:
+        """Do the HTTP call with the configured timeout; record it, secrets masked."""
+        headers = {**req.headers, **(extra_headers or {})}
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        resp = err = None
+        try:
+            resp = self.session.request(
+                req.method,
+                req.url,
+                headers=headers,
+                data=req.body.encode("utf-8") if isinstance(req.body, str) else req.body,
+                timeout=self.settings.get("timeout", 10.0),
+                allow_redirects=False,  # a redirected POST may turn into a GET
+            )
+        except requests.RequestException as exc:
+            err = exc
+        duration = (time.perf_counter() - t0) * 1000.0
+        if resp is not None:
+            body = resp.content[:MAX_RESPONSE_BODY].decode(resp.encoding or "utf-8", "replace")
+            status, resp_headers = resp.status_code, dict(resp.headers)
+        else:
+            body, status, resp_headers = None, None, {}
+        exch = HttpExchange(
+            method=req.method,
+            url=self.mask(req.url),
+            request_headers=self.mask_headers(headers),
+            request_body=self.mask(req.body) if isinstance(req.body, str) else None,
+            status=status,
+            response_headers=self.mask_headers(resp_headers),
+            response_body=self.mask(body),
+            error_class=type(err).__name__ if err is not None else None,
+            error_message=self.mask(str(err))[:2000] if err is not None else None,
+            duration_ms=round(duration, 3),
+            started_at=started,
+        )
+        if err is not None:
+            logger.warning("%s: %s %s failed: %s", self.name, req.method, exch.url,
+                           exch.error_class)
+        return exch, resp
+
+    # --- secrets ---------------------------------------------------------------------------
+
+    def add_secret(self, value: str | None) -> None:
+        """Mask this value too (e.g. an OAuth access token obtained at run time)."""
+        if value:
+            self._secrets.add(str(value))
+
+    def mask(self, text: str | None) -> str | None:
+        if not text:
+            return text
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            for variant in {secret, quote(secret, safe=""), quote_plus(secret)}:
+                text = text.replace(variant, MASK)
+        return text
+
+    def mask_headers(self, headers: Mapping) -> dict:
+        out = {}
+        for k, v in headers.items():
+            if k.lower() in SECRET_HEADERS:
+                scheme = str(v).split(" ", 1)[0] if " " in str(v) else ""
+                out[k] = f"{scheme} {MASK}".strip()
+            else:
+                out[k] = self.mask(str(v))
+        return out
+
+
+_RETRYABLE_ERRORS = frozenset(
+    {"Timeout", "ConnectTimeout", "ReadTimeout", "ConnectionError", "ChunkedEncodingError",
+     "ContentDecodingError", "ProxyError", "SSLError"}
+)
+
+
+def _fmt_age(td: timedelta) -> str:
+    secs = int(td.total_seconds())
+    if secs >= 86400 and secs % 86400 == 0:
+        return f"{secs // 86400} d"
+    if secs >= 3600:
+        return f"{secs / 3600:.1f} h"
+    return f"{secs} s"
+
+
+def _snippet(body: str | None, limit: int = 500) -> str:
+    return (body or "").strip()[:limit]
+
+
+# --- helpers shared by connectors (Segment spec field lookups) -------------------------------
+
+
+def trait(event: EventData, *keys: str) -> str | None:
+    """First non-empty trait among `keys`, looked up in traits, traits.address, context.traits."""
+    ctx_traits = event.context.get("traits") if isinstance(event.context, dict) else None
+    for source in (event.traits, (event.traits or {}).get("address"), ctx_traits,
+                   (ctx_traits or {}).get("address") if isinstance(ctx_traits, dict) else None):
+        if not isinstance(source, dict):
+            continue
+        for key in keys:
+            val = source.get(key)
+            if val not in (None, "") and not isinstance(val, dict | list):
+                return str(val)
+    return None
+
+
+def user_email(event: EventData) -> str | None:
+    return event.email or trait(event, "email")
+
+
+def user_phone(event: EventData) -> str | None:
+    return event.phone or trait(event, "phone")
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or v in (None, ""):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def order_value(props: Mapping) -> float | None:
+    """Segment e-commerce value: revenue, else total, else value."""
+    for key in ("revenue", "total", "value"):
+        v = _num(props.get(key))
+        if v is not None:
+            return v
+    return None
+
+
+def currency(props: Mapping) -> str | None:
+    cur = props.get("currency")
+    return str(cur).strip().upper() if cur else None
+
+
+def products(props: Mapping) -> list[dict]:
+    """Segment `products[]` (or the single product of Product Viewed/Added) as
+    dicts with id, name, quantity, price (absent keys omitted)."""
+    items = props.get("products")
+    if not isinstance(items, list):
+        items = [props] if (props.get("product_id") or props.get("sku")) else []
+    out = []
+    for p in items:
+        if not isinstance(p, dict):
+            continue
+        pid = p.get("product_id") or p.get("sku") or p.get("id")
+        if pid in (None, ""):
+            continue
+        item: dict[str, Any] = {"id": str(pid)}
+        if p.get("name"):
+            item["name"] = str(p["name"])
+        qty = _num(p.get("quantity"))
+        if qty is not None:
+            item["quantity"] = int(qty) if qty == int(qty) else qty
+        price = _num(p.get("price"))
+        if price is not None:
+            item["price"] = price
+        if p.get("category"):
+            item["category"] = str(p["category"])
+        if p.get("brand"):
+            item["brand"] = str(p["brand"])
+        out.append(item)
+    return out
+
+
+def order_id(props: Mapping) -> str | None:
+    oid = props.get("order_id") or props.get("orderId")
+    return str(oid) if oid not in (None, "") else None

@@ -1,0 +1,84 @@
+"""Generic webhook: one signed JSON POST per event.
+
+The body is the stored (enriched) message. `X-SST-Signature: sha256=<hex>` is the
+HMAC-SHA256 of the exact body bytes with the destination's secret; receivers should compare
+it with hmac.compare_digest over the raw body before parsing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from marshmallow import ValidationError, fields, validates_schema
+
+from .. import __version__
+from . import register
+from .base import (
+    PERMANENT,
+    RETRYABLE,
+    SUCCESS,
+    Connector,
+    ConnectorSettings,
+    EventData,
+    Outcome,
+    OutgoingRequest,
+    dumps,
+    parse_retry_after,
+)
+
+SIGNATURE_HEADER = "X-SST-Signature"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The X-SST-Signature value for `body`."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+class WebhookSettings(ConnectorSettings):
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    secret = fields.String(required=True, metadata={"secret": True})
+    test = fields.Boolean(load_default=False)  # adds X-SST-Test: true for the receiver
+
+    @validates_schema
+    def _no_base_url(self, data, **kwargs):
+        if data.get("base_url"):
+            raise ValidationError("webhook takes `url` (the whole target), not base_url",
+                                  "base_url")
+
+
+@register
+class WebhookConnector(Connector):
+    name = "webhook"
+    settings_schema = WebhookSettings
+    max_batch = 1
+    max_event_age = None
+
+    def build_requests(self, events: list[EventData]) -> list[OutgoingRequest]:
+        reqs = []
+        for e in self.sendable(events):
+            body = dumps(e.message)
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": f"sst/{__version__}",
+                "X-SST-Message-Id": e.message_id,
+                SIGNATURE_HEADER: sign(self.settings["secret"], body.encode("utf-8")),
+            }
+            if self.settings.get("test"):
+                headers["X-SST-Test"] = "true"
+            reqs.append(OutgoingRequest("POST", self.settings["url"], headers, body,
+                                        [e.message_id]))
+        return reqs
+
+    def classify(self, request: OutgoingRequest, status: int, body: str,
+                 headers: Mapping) -> dict[str, Outcome]:
+        code = f"HTTP {status}"
+        if 200 <= status < 300:
+            out = Outcome(SUCCESS, code=code)
+        elif status in (408, 425, 429) or status >= 500:
+            out = Outcome(RETRYABLE, error=f"{code} {(body or '')[:500]}".strip(), code=code,
+                          retry_after=parse_retry_after(headers.get("Retry-After")))
+        else:  # 3xx are not followed for POST; they and other 4xx are configuration problems
+            out = Outcome(PERMANENT, error=f"{code} {(body or '')[:500]}".strip(), code=code)
+        return {mid: out for mid in request.message_ids}

@@ -1,0 +1,229 @@
+"""Send claimed deliveries through their connector and record every request as a Track.
+
+Exactly one successful request per delivery when nothing crashes: a worker first claims
+rows (a compare-and-set on state), so a repeated job, a sweep or a second worker finds
+nothing left to send. Across a crash the same event id is sent again (at least once).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, insert, select, update
+
+from .clock import from_db, to_db, utcnow
+from .connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, Outcome
+from .enrich import build_event_data
+from .models import Delivery, DestinationControl, Event, Track, TrackItem
+
+logger = logging.getLogger(__name__)
+
+deliveries_t = Delivery.__table__
+tracks_t = Track.__table__
+items_t = TrackItem.__table__
+CLAIMABLE = ("pending", "queued")
+SENDING_MARGIN = timedelta(seconds=60)  # a claim outlives the request timeout by this much
+RETRY_WINDOW = timedelta(hours=1)  # the last retry comes no sooner than this after the first
+
+
+def retry_delay(attempt: int, backoff: float, retry_after: float | None = None,
+                rng=random.random) -> float:
+    """Seconds before the next try: backoff doubling per attempt, +-20 % jitter, and never
+    sooner than the platform's Retry-After."""
+    delay = backoff * (2 ** max(attempt - 1, 0)) * (0.8 + 0.4 * rng())
+    if retry_after:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def next_state(outcome: Outcome, attempts: int, retry_max: int, backoff: float,
+               now: datetime, first_try: datetime) -> tuple[str, datetime | None]:
+    """(new state, next attempt time) after a try. Pure."""
+    if outcome.kind == SUCCESS:
+        return "succeeded", None
+    if outcome.kind == SKIPPED:
+        return "skipped", None
+    if outcome.kind == RETRYABLE and attempts < retry_max:
+        when = now + timedelta(seconds=retry_delay(attempts, backoff, outcome.retry_after))
+        if attempts == retry_max - 1:
+            # A platform outage shorter than an hour is survived whatever the backoff.
+            when = max(when, first_try + RETRY_WINDOW)
+        return "pending", when
+    return "failed", None
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    counts: dict = field(default_factory=dict)
+
+    def add(self, state: str) -> None:
+        self.counts[state] = self.counts.get(state, 0) + 1
+
+
+def is_paused(conn, destination: str) -> bool:
+    row = conn.execute(select(DestinationControl.paused)
+                       .where(DestinationControl.name == destination)).first()
+    return bool(row and row[0])
+
+
+def process(state, destination: str, delivery_ids: list[int]) -> BatchResult:
+    """Send the given deliveries of one destination (those still claimable)."""
+    result = BatchResult()
+    dest = state.destinations.get(destination)
+    engine = state.engine
+    if dest is None:
+        _finish_unknown(engine, destination, delivery_ids)
+        return result
+    with engine.connect() as conn:
+        if is_paused(conn, destination):
+            _release(engine, delivery_ids)
+            return result
+    connector = state.connector(dest)
+    # Claim in groups of one platform request, just before sending it, so a claim's
+    # deadline (timeout + margin) is about one request long.
+    group = max(1, min(connector.max_batch, 500))
+    for start in range(0, len(delivery_ids), group):
+        chunk = delivery_ids[start:start + group]
+        claimed = _claim(engine, chunk, dest.timeout)
+        if not claimed:
+            continue
+        result.claimed += len(claimed)
+        _send_group(state, dest, connector, claimed, result)
+    return result
+
+
+def _claim(engine, ids, timeout) -> list:
+    token = uuid.uuid4().hex
+    now = utcnow()
+    d = deliveries_t.c
+    with engine.begin() as conn:
+        conn.execute(
+            update(deliveries_t)
+            .where(d.id.in_(ids), d.state.in_(CLAIMABLE))
+            .values(state="sending", claim=token, attempts=d.attempts + 1,
+                    locked_until=to_db(now + timedelta(seconds=timeout) + SENDING_MARGIN),
+                    updated_at=to_db(now))
+        )
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(deliveries_t, Event.__table__.c.message_id.label("_message_id"))
+            .join(Event.__table__, Event.__table__.c.id == d.event_id)
+            .where(d.claim == token).order_by(d.id)
+        ).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def _send_group(state, dest, connector, claimed, result) -> None:
+    now = utcnow()
+    events = build_event_data(state.engine, claimed)  # delivery id -> EventData
+    outcomes: dict[int, Outcome] = {}
+    exchanges = []  # (HttpExchange, [delivery ids])
+    ready = []
+    for row in claimed:
+        ev = events.get(row["id"])
+        if ev is None:
+            outcomes[row["id"]] = Outcome(PERMANENT, error="event not found", code="internal")
+            continue
+        reason = connector.too_old(ev, now) or connector.skip_reason(ev)
+        if reason:
+            outcomes[row["id"]] = Outcome(SKIPPED, error=reason)
+        else:
+            ready.append(row)
+    # One platform event id per request: two sources may share a messageId.
+    by_mid: dict[str, list] = {}
+    for row in ready:
+        by_mid.setdefault(events[row["id"]].message_id, []).append(row)
+    while by_mid:
+        batch = [rows.pop(0) for rows in by_mid.values()]
+        by_mid = {k: v for k, v in by_mid.items() if v}
+        ids_by_mid = {events[r["id"]].message_id: r["id"] for r in batch}
+        try:
+            requests_ = connector.build_requests([events[r["id"]] for r in batch])
+        except Exception as exc:  # a payload bug must fail the delivery, not the worker
+            logger.exception("%s: build_requests failed", dest.name)
+            for r in batch:
+                outcomes[r["id"]] = Outcome(PERMANENT, error=f"payload error: {exc}"[:500],
+                                            code="internal")
+            continue
+        for req in requests_:
+            exch, outs = connector.send_request(req)
+            ids = [ids_by_mid[m] for m in req.message_ids if m in ids_by_mid]
+            for x in exch:
+                exchanges.append((x, ids))
+            for mid in req.message_ids:
+                if mid in ids_by_mid:
+                    outcomes[ids_by_mid[mid]] = outs.get(mid) or Outcome(
+                        PERMANENT, error="no outcome from classification", code="internal")
+        for r in batch:
+            outcomes.setdefault(r["id"], Outcome(SKIPPED, error="no request was built"))
+    _record(state.engine, dest, claimed, outcomes, exchanges, result)
+
+
+def _record(engine, dest, claimed, outcomes, exchanges, result) -> None:
+    """Tracks and new delivery states in one transaction."""
+    now = utcnow()
+    by_id = {r["id"]: r for r in claimed}
+    d = deliveries_t.c
+    with engine.begin() as conn:
+        for exch, ids in exchanges:
+            first = by_id[ids[0]] if ids else None
+            outcome = outcomes.get(ids[0]) if ids else None
+            res = conn.execute(insert(tracks_t), {
+                "delivery_id": first["id"] if first else None,
+                "incoming_id": first["event_id"] if first else None,
+                "destination": dest.name, "connector": dest.connector,
+                "attempt": first["attempts"] if first else 0,
+                "outcome": outcome.kind if outcome else "auth",
+                "method": exch.method, "url": exch.url,
+                "request_headers": exch.request_headers, "request_body": exch.request_body,
+                "status": exch.status, "response_headers": exch.response_headers,
+                "response_body": exch.response_body, "error_class": exch.error_class,
+                "error_message": exch.error_message, "duration_ms": exch.duration_ms,
+                "created_at": to_db(exch.started_at),
+            })
+            track_id = res.inserted_primary_key[0]
+            if ids:
+                conn.execute(insert(items_t), [
+                    {"track_id": track_id, "delivery_id": i, "event_id": by_id[i]["event_id"]}
+                    for i in ids])
+        for row in claimed:
+            outcome = outcomes[row["id"]]
+            new_state, when = next_state(outcome, row["attempts"], dest.retry_max,
+                                         dest.retry_backoff, now, from_db(row["created_at"]))
+            values = {"state": new_state, "claim": None, "locked_until": None,
+                      "updated_at": to_db(now), "last_code": outcome.code,
+                      "last_error": (outcome.error or None) and outcome.error[:4000]}
+            if new_state == "succeeded":
+                values.update(sent_at=to_db(now), reason=None)
+            elif new_state == "pending":
+                values.update(next_attempt_at=to_db(when), reason="retrying")
+            else:
+                values["reason"] = (outcome.error or new_state)[:255]
+            conn.execute(update(deliveries_t)
+                         .where(and_(d.id == row["id"], d.claim == row["claim"]))
+                         .values(**values))
+            result.add(new_state)
+            log = logger.info if new_state in ("succeeded", "pending") else logger.warning
+            log("delivery %s to %s: %s after attempt %s (%s)", row["id"], dest.name, new_state,
+                row["attempts"], outcome.code or outcome.kind)
+
+
+def _release(engine, ids) -> None:
+    """A paused destination: hand the rows back, untouched, as pending."""
+    d = deliveries_t.c
+    with engine.begin() as conn:
+        conn.execute(update(deliveries_t).where(d.id.in_(ids), d.state.in_(CLAIMABLE))
+                     .values(state="pending", job_id=None))
+
+
+def _finish_unknown(engine, destination, ids) -> None:
+    d = deliveries_t.c
+    with engine.begin() as conn:
+        conn.execute(update(deliveries_t).where(d.id.in_(ids), d.state.in_(CLAIMABLE))
+                     .values(state="skipped", reason=f"destination {destination!r} is no "
+                             "longer configured", updated_at=to_db(utcnow())))

@@ -1,0 +1,136 @@
+"""Configured destinations: which events each one takes, and the fan-out at ingest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert
+
+from . import connectors
+from .errors import ConfigError
+from .models import Delivery
+
+logger = logging.getLogger(__name__)
+
+CALL_KEYS = {"page": "$page", "screen": "$screen", "identify": "$identify",
+             "group": "$group", "alias": "$alias"}
+
+
+@dataclass
+class Destination:
+    name: str
+    connector: str
+    settings: dict  # validated by the connector's schema
+    connector_cls: type
+    events: dict = field(default_factory=dict)
+    consent_categories: tuple = ()
+    enabled: bool = True
+
+    @property
+    def retry_max(self) -> int:
+        return int(self.settings.get("retry_max", 6))
+
+    @property
+    def retry_backoff(self) -> float:
+        return float(self.settings.get("retry_backoff", 30))
+
+    @property
+    def timeout(self) -> float:
+        return float(self.settings.get("timeout", 10))
+
+    def platform_event(self, kind: str, name: str | None) -> str | None:
+        """The platform's name for this event, or None when the destination does not take it.
+
+        Track calls match on their event name, other calls on "$page", "$screen"...;
+        "*" matches everything; a value of "*" keeps the event's own name.
+        """
+        key = name if kind == "track" else CALL_KEYS.get(kind)
+        mapped = self.events.get(key) if key is not None else None
+        if mapped is None:
+            mapped = self.events.get("*")
+        if mapped is None:
+            return None
+        if mapped == "*":
+            return name or key or kind
+        return mapped
+
+    def consent_decision(self, message: dict) -> tuple[bool, str]:
+        """Segment's context.consent.categoryPreferences against consent_categories."""
+        if not self.consent_categories:
+            return True, "not_required"
+        context = message.get("context") if isinstance(message, dict) else None
+        consent = context.get("consent") if isinstance(context, dict) else None
+        prefs = consent.get("categoryPreferences") if isinstance(consent, dict) else None
+        if not isinstance(prefs, dict):
+            # No consent manager on the site: nothing was refused.
+            return True, "no_preferences"
+        denied = [c for c in self.consent_categories if prefs.get(c) is not True]
+        if denied:
+            return False, "denied:" + ",".join(denied)[:240]
+        return True, "granted"
+
+
+def load_destinations(raw_list: list) -> dict[str, Destination]:
+    """Validate [[destination]] entries; a connector that cannot load is skipped."""
+    load_errors = dict(connectors.load_builtin())
+    out: dict[str, Destination] = {}
+    for raw in raw_list:
+        raw = dict(raw)
+        where = raw.pop("__where__", f"destination {raw.get('name', '?')!r}")
+        name = raw.get("name")
+        if name in out:
+            raise ConfigError(f"{where}: key 'name': destination {name!r} is defined twice")
+        connector = raw.get("connector")
+        if connector in load_errors:
+            logger.error("%s: connector %r could not load (%s); destination skipped",
+                         where, connector, load_errors[connector])
+            continue
+        try:
+            settings = connectors.validate_destination(raw)
+        except connectors.ConnectorConfigError as exc:
+            msg = str(exc)
+            prefix = f"destination {name!r}: " if name else "destination: "
+            raise ConfigError(f"{where}: {msg.removeprefix(prefix)}") from None
+        out[name] = Destination(
+            name=name, connector=connector, settings=settings,
+            connector_cls=connectors.get(connector),
+            events=dict(settings.get("events") or {}),
+            consent_categories=tuple(settings.get("consent_categories") or ()),
+            enabled=bool(settings.get("enabled", True)),
+        )
+    return out
+
+
+class FanOut:
+    """Runs inside the ingest transaction: one Delivery row per destination that maps it."""
+
+    def __init__(self, destinations: dict[str, Destination], forward_bots: bool):
+        self.destinations = [d for d in destinations.values() if d.enabled]
+        self.forward_bots = forward_bots
+        self._insert = insert(Delivery.__table__)
+
+    def __call__(self, conn, item, event_id) -> None:
+        if not self.destinations:
+            return
+        row = item.row
+        rows = []
+        now = row["received_at"]
+        for dest in self.destinations:
+            platform_event = dest.platform_event(row["type"], row["event"])
+            if platform_event is None:
+                continue
+            state, reason = "pending", None
+            ok, consent = dest.consent_decision(row["message"])
+            if not ok:
+                state, reason = "skipped", "consent " + consent
+            elif row["is_bot"] and not self.forward_bots:
+                state, reason = "skipped", "bot user agent"
+            rows.append({
+                "event_id": event_id, "destination": dest.name, "connector": dest.connector,
+                "platform_event": platform_event[:255], "state": state, "attempts": 0,
+                "next_attempt_at": now, "consent": consent, "reason": reason,
+                "event_time": row["event_time"], "created_at": now, "updated_at": now,
+            })
+        if rows:
+            conn.execute(self._insert, rows)

@@ -1,0 +1,125 @@
+"""The relay (pending deliveries -> jobs) and the sweep (lost deliveries -> pending).
+
+The Delivery table is the outbox and the record. Ingest never talks to Redis: the relay
+polls due rows, marks them queued and enqueues one job per group of a destination, so one
+job amortises RQ's per-job cost over many deliveries and batches form under load while a
+lone event waits at most one poll interval.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+
+from .clock import to_db, utcnow
+from .models import Delivery, DestinationControl
+
+logger = logging.getLogger(__name__)
+
+deliveries_t = Delivery.__table__
+QUEUED_GRACE = timedelta(seconds=30)  # a queued row younger than this is not checked yet
+JOB_GROUP_MAX = 200  # deliveries per job for one-event-per-request connectors
+
+
+def job_group_size(connector_cls) -> int:
+    """A platform batch for batching connectors; a few hundred requests for the others."""
+    batch = int(getattr(connector_cls, "max_batch", 1) or 1)
+    return min(batch if batch > 1 else JOB_GROUP_MAX, 1000)
+
+
+def job_id_for(destination: str, rows) -> str:
+    """Deterministic: the same rows at the same attempt give the same job id."""
+    digest = hashlib.sha1(",".join(f"{i}:{a}" for i, a in rows).encode()).hexdigest()[:20]
+    return f"sst-deliver-{destination}-{digest}"
+
+
+def paused_destinations(conn) -> set:
+    return {n for (n,) in conn.execute(select(DestinationControl.name)
+                                       .where(DestinationControl.paused.is_(True))).all()}
+
+
+def relay(state, enqueue, limit: int = 2000) -> int:
+    """Move due pending deliveries to jobs. `enqueue(destination, ids, job_id)` may raise:
+    then the transaction rolls back and the rows stay pending. Returns how many moved."""
+    d = deliveries_t.c
+    now = utcnow()
+    moved = 0
+    with state.engine.begin() as conn:
+        paused = paused_destinations(conn)
+        q = (select(d.id, d.destination, d.attempts)
+             .where(d.state == "pending", d.next_attempt_at <= to_db(now))
+             .order_by(d.next_attempt_at).limit(limit)
+             .with_for_update(skip_locked=True))
+        if paused:
+            q = q.where(d.destination.not_in(paused))
+        rows = conn.execute(q).all()
+        groups: dict = {}
+        for r in rows:
+            groups.setdefault(r.destination, []).append((r.id, r.attempts))
+        for destination, items in groups.items():
+            dest = state.destinations.get(destination)
+            size = job_group_size(dest.connector_cls) if dest else JOB_GROUP_MAX
+            for start in range(0, len(items), size):
+                chunk = items[start:start + size]
+                ids = [i for i, _ in chunk]
+                job_id = job_id_for(destination, chunk)
+                conn.execute(update(deliveries_t).where(d.id.in_(ids))
+                             .values(state="queued", job_id=job_id, updated_at=to_db(now)))
+                enqueue(destination, ids, job_id)
+                moved += len(ids)
+    return moved
+
+
+def sweep(state, job_alive=None) -> dict:
+    """Put lost deliveries back to pending; safe alongside workers and other sweeps.
+
+    Lost: 'sending' past its claim deadline (the worker died mid-request), or 'queued'
+    whose job is gone from Redis (flushed, restarted) — `job_alive(job_ids) -> set` tells
+    which jobs still exist; without it (embedded mode) every old queued row is lost.
+    """
+    d = deliveries_t.c
+    now = utcnow()
+    counts = {"sending": 0, "queued": 0}
+    with state.engine.begin() as conn:
+        stuck = conn.execute(
+            select(d.id).where(d.state == "sending", d.locked_until < to_db(now))
+            .with_for_update(skip_locked=True)).scalars().all()
+        if stuck:
+            conn.execute(update(deliveries_t).where(d.id.in_(stuck), d.state == "sending")
+                         .values(state="pending", claim=None, locked_until=None,
+                                 next_attempt_at=to_db(now), reason="lost while sending",
+                                 updated_at=to_db(now)))
+            counts["sending"] = len(stuck)
+        queued = conn.execute(
+            select(d.id, d.job_id).where(d.state == "queued",
+                                         d.updated_at < to_db(now - QUEUED_GRACE))
+            .with_for_update(skip_locked=True)).all()
+        if queued:
+            alive = job_alive({j for _, j in queued if j}) if job_alive else set()
+            lost = [i for i, j in queued if j not in alive]
+            if lost:
+                conn.execute(update(deliveries_t).where(d.id.in_(lost), d.state == "queued")
+                             .values(state="pending", job_id=None, next_attempt_at=to_db(now),
+                                     updated_at=to_db(now)))
+            counts["queued"] = len(lost)
+    if counts["sending"] or counts["queued"]:
+        logger.warning("sweep: %s lost while sending, %s whose job was gone, back to pending",
+                       counts["sending"], counts["queued"])
+    return counts
+
+
+def pending_due(state) -> int:
+    d = deliveries_t.c
+    from sqlalchemy import func
+
+    with state.engine.connect() as conn:
+        paused = paused_destinations(conn)
+        q = select(func.count()).select_from(deliveries_t).where(
+            or_(and_(d.state == "pending", d.next_attempt_at <= to_db(utcnow())),
+                d.state == "queued"))
+        if paused:
+            q = q.where(d.destination.not_in(paused))
+        return conn.execute(q).scalar() or 0

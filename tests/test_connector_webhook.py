@@ -1,0 +1,75 @@
+"""Webhook: stored message as body, verifiable HMAC signature, status classification."""
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+
+import pytest
+import requests
+import responses
+
+from sst import __version__, connectors
+from sst.connectors.base import EventData
+
+URL = "https://hooks.example/sst"
+MESSAGE = {"type": "track", "event": "Order Completed", "messageId": "m-1",
+           "properties": {"total": 9.5, "name": "Crème brûlée"},
+           "context": {"ip": "203.0.113.7", "clickIds": {"gclid": "Cj0"}}}
+
+
+def conn(**extra):
+    raw = {"name": "hook", "connector": "webhook", "url": URL, "secret": "whsec", **extra}
+    return connectors.get("webhook")(connectors.validate_destination(raw), requests.Session())
+
+
+def ev():
+    return EventData(message_id="m-1", type="track", event="Order Completed",
+                     platform_event="Order Completed", event_time=datetime.now(UTC),
+                     message=MESSAGE)
+
+
+def test_signature_verifies_with_hmac():
+    c = conn()
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, URL, status=204)
+        res = c.send([ev()])
+        sent = rsps.calls[0].request
+    raw = sent.body
+    expected = "sha256=" + hmac.new(b"whsec", raw, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(sent.headers["X-SST-Signature"], expected)
+    assert json.loads(raw) == MESSAGE
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.headers["User-Agent"] == f"sst/{__version__}"
+    assert res.outcomes["m-1"].kind == "success"
+    assert "whsec" not in json.dumps(res.exchanges[0].to_dict(), default=str)
+
+
+def test_one_request_per_event():
+    events = [ev(), ev()]
+    events[1].message_id = "m-2"
+    assert [r.message_ids for r in conn().build_requests(events)] == [["m-1"], ["m-2"]]
+
+
+def test_url_is_required_and_base_url_refused():
+    with pytest.raises(connectors.ConnectorConfigError, match="url"):
+        connectors.validate_destination({"name": "h", "connector": "webhook", "secret": "s"})
+    with pytest.raises(connectors.ConnectorConfigError, match="base_url"):
+        connectors.validate_destination({"name": "h", "connector": "webhook", "url": URL,
+                                         "secret": "s", "base_url": "https://x.example"})
+
+
+def test_test_mode_header():
+    (req,) = conn(test=True).build_requests([ev()])
+    assert req.headers["X-SST-Test"] == "true"
+
+
+@pytest.mark.parametrize(("status", "kind"), [(200, "success"), (202, "success"),
+                                              (408, "retryable"), (425, "retryable"),
+                                              (429, "retryable"), (502, "retryable"),
+                                              (400, "permanent"), (410, "permanent")])
+def test_status_classification(status, kind):
+    c = conn()
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, URL, status=status)
+        assert c.send([ev()]).outcomes["m-1"].kind == kind
