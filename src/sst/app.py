@@ -51,6 +51,13 @@ class SstState:
         # Fan-out runs inside the ingest transaction: an event and its deliveries commit together.
         self.on_insert = FanOut(destinations, bool(cfg["FORWARD_BOTS"])) if destinations else None
 
+    @cached_property
+    def phones(self):
+        """Verified phones for deliveries (decrypted only in the worker's memory)."""
+        from .people import phones_for
+
+        return phones_for(self.app.config["SECRET_KEY"])
+
     def connector(self, dest):
         """One connector instance per destination and process: its HTTP session and OAuth
         token are reused across jobs."""
@@ -77,33 +84,35 @@ class SstState:
                                     socket_connect_timeout=1.0, retry_on_timeout=False)
 
     @cached_property
-    def _limiter(self):
-        from limits.storage import storage_from_string
-        from limits.strategies import SlidingWindowCounterRateLimiter
+    def throttle(self):
+        from .throttle import Throttle
 
-        uri = self.redis_url or "memory://"
-        return SlidingWindowCounterRateLimiter(storage_from_string(uri))
+        return Throttle(self.redis_url)
 
     def check_rate(self, source) -> None:
         """429 when a source goes over its configured rate (none configured: no cost)."""
         if not source.rate_limit:
             return
-        from limits import parse
-
-        limit = parse(source.rate_limit)
-        try:
-            allowed = self._limiter.hit(limit, "source", source.name)
-        except Exception as exc:  # a limiter that cannot be reached must not stop ingest
-            logger.warning("rate limiter unavailable: %s", exc.__class__.__name__)
-            return
-        if not allowed:
-            err = ApiError(429, "rate_limited", f"source {source.name!r} is over its rate of "
-                           f"{source.rate_limit}")
-            reset = self._limiter.get_window_stats(limit, "source", source.name).reset_time
-            import time
-
-            err.headers["Retry-After"] = str(max(1, int(reset - time.time() + 0.999)))
+        wait = self.throttle.hit(source.rate_limit, "source", source.name)
+        if wait is not None:
+            err = ApiError(429, "rate_limited",
+                           f"source {source.name!r} is over its rate of {source.rate_limit}")
+            err.headers["Retry-After"] = str(wait)
             raise err
+
+    @cached_property
+    def otp_provider(self):
+        """The configured OTP provider, or None when [identity] names none."""
+        from .identity.otp import build_provider
+        from .people import DbCodeStore
+
+        identity = self.app.config.get("IDENTITY") or {}
+        if not identity.get("otp_provider"):
+            return None
+        return build_provider(identity, store=DbCodeStore(self.engine),
+                              secret=self.app.config["SECRET_KEY"],
+                              production=self.app.config.get("ENV") == "production",
+                              http_client=self.app.config.get("OTP_HTTP_CLIENT"))
 
     def store(self, prepared):
         from .storage import store_events
@@ -173,12 +182,17 @@ def create_app(overrides=None):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
 
-    app.extensions["sst"] = SstState(app, sources, destinations)
+    state = app.extensions["sst"] = SstState(app, sources, destinations)
+    try:
+        state.otp_provider  # noqa: B018  (a bad [identity] section fails start-up)
+    except ValueError as exc:
+        raise ConfigError(f"config file {config_path or '(none)'}, [identity]: {exc}") from None
 
-    from . import health, ingest
+    from . import health, ingest, verify
 
     app.register_blueprint(ingest.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(verify.bp)
     _register_error_handlers(app)
     return app
 

@@ -72,10 +72,15 @@ class IdentitySchema(_Strict):
     twilio_timeout = fields.Float()
     otp_ttl = fields.Integer()
     otp_max_attempts = fields.Integer()
-    send_limit_phone = fields.String()
+    twilio_channel = fields.String()
+    twilio_edge = fields.String()
+    twilio_region = fields.String()
+    otp_message_template = fields.String()
+    send_limit_phone = fields.String()  # e.g. "3/10 minutes"
     send_limit_ip = fields.String()
+    verify_limit_phone = fields.String()
     verify_limit_ip = fields.String()
-    country_daily_budget = fields.Integer()
+    country_daily_budget = fields.Integer(validate=validate.Range(min=0))
     conversion_event = fields.String(allow_none=True)
 
 
@@ -95,17 +100,19 @@ class Source:
     rate_limit: str | None = None
 
 
-def resolve_env_refs(value, where):
+def resolve_env_refs(value, where, key=""):
     """Replace "env:NAME" strings by the variable's value; a missing variable is an error."""
     if isinstance(value, str) and value.startswith("env:"):
         name = value[4:]
         if name not in os.environ:
-            raise ConfigError(f"{where}: environment variable {name} is not set")
+            raise ConfigError(f"{where}: key '{key or '?'}': environment variable {name} "
+                              "is not set")
         return os.environ[name]
     if isinstance(value, dict):
-        return {k: resolve_env_refs(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: resolve_env_refs(v, where, f"{key}.{k}" if key else str(k))
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve_env_refs(v, where) for v in value]
+        return [resolve_env_refs(v, where, key) for v in value]
     return value
 
 
@@ -128,6 +135,18 @@ def _load(schema, data, where):
         raise ConfigError(f"{where}: {_first_error(exc.messages)}") from None
 
 
+def _tables(raw, section, path) -> list[dict]:
+    """The [[section]] entries; anything else there (a string, a list of numbers) is an error."""
+    entries = raw.get(section, [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"config file {path}: '{section}' must be an array of tables "
+                          f"([[{section}]])")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"config file {path}, [[{section}]] #{i + 1}: must be a table")
+    return entries
+
+
 def load_toml(path) -> dict:
     """Read and validate the config file; returns Flask config keys."""
     path = Path(path)
@@ -144,7 +163,8 @@ def load_toml(path) -> dict:
             raise ConfigError(f"config file {path}: unknown section '{key}'")
 
     out: dict = {}
-    server = _load(ServerSchema(), resolve_env_refs(raw.get("server", {}), f"{path} [server]"),
+    server = _load(ServerSchema(),
+                   resolve_env_refs(raw.get("server", {}), f"config file {path}, [server]"),
                    f"config file {path}, [server]")
     mapping = {"cookie_name": "COOKIE_NAME", "cookie_domain": "COOKIE_DOMAIN",
                "cookie_secure": "COOKIE_SECURE", "forward_bots": "FORWARD_BOTS",
@@ -161,14 +181,14 @@ def load_toml(path) -> dict:
     out["IDENTITY"] = identity
 
     sources = []
-    for i, entry in enumerate(raw.get("source", [])):
+    for i, entry in enumerate(_tables(raw, "source", path)):
         label = f"[[source]] #{i + 1}" + (f" '{entry['name']}'" if "name" in entry else "")
         where = f"config file {path}, {label}"
         sources.append(_load(SourceSchema(), resolve_env_refs(entry, where), where))
     out["SOURCES"] = sources
 
     destinations = []
-    for i, entry in enumerate(raw.get("destination", [])):
+    for i, entry in enumerate(_tables(raw, "destination", path)):
         label = f"[[destination]] #{i + 1}" + (f" '{entry['name']}'" if "name" in entry else "")
         where = f"config file {path}, {label}"
         entry = resolve_env_refs(entry, where)

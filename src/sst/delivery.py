@@ -120,7 +120,7 @@ def _claim(engine, ids, timeout) -> list:
 
 def _send_group(state, dest, connector, claimed, result) -> None:
     now = utcnow()
-    events = build_event_data(state.engine, claimed)  # delivery id -> EventData
+    events = build_event_data(state.engine, claimed, state.phones)  # delivery id -> EventData
     outcomes: dict[int, Outcome] = {}
     exchanges = []  # (HttpExchange, [delivery ids])
     ready = []

@@ -12,7 +12,7 @@ from .clock import from_db
 from .connectors.base import ClickId, EventData
 from .identity.enrichment import Touch, best_click_ids
 from .models import ClickId as ClickRow
-from .models import Event, Link, Visitor
+from .models import Event, Link, Person, Visitor
 
 
 def _traits(message: dict) -> dict:
@@ -25,19 +25,27 @@ def _traits(message: dict) -> dict:
     return traits
 
 
-def _people(conn, anon_ids: set) -> tuple[dict, dict]:
-    """({anonymous id: person userId}, {userId: every anonymous id linked to it})."""
-    if not anon_ids:
-        return {}, {}
-    rows = conn.execute(select(Link.anonymous_id, Link.value)
-                        .where(Link.kind == "person", Link.anonymous_id.in_(anon_ids))).all()
-    person_of = {a: u for a, u in rows}
+def _people(conn, anon_ids: set, user_ids: set) -> tuple[dict, set, dict]:
+    """Who the devices are: ({anonymous id: userId of a verified Person}, the Persons among
+    these events' userIds, {userId: every anonymous id linked to it})."""
+    known = select(Person.user_id)
+    kinds = ("person", "user_id")  # a verified userId sent back by identify links too
+    person_of = {}
+    if anon_ids:
+        person_of = {a: u for a, u in conn.execute(
+            select(Link.anonymous_id, Link.value).where(
+                Link.kind.in_(kinds), Link.anonymous_id.in_(anon_ids), Link.value.in_(known))
+            .order_by(Link.id)).all()}
+    persons = set()
+    if user_ids:
+        persons = set(conn.execute(known.where(Person.user_id.in_(user_ids))).scalars())
     devices: dict = {}
-    if person_of:
+    wanted = set(person_of.values()) | persons
+    if wanted:
         for a, u in conn.execute(select(Link.anonymous_id, Link.value).where(
-                Link.kind == "person", Link.value.in_(set(person_of.values())))).all():
+                Link.kind.in_(kinds), Link.value.in_(wanted))).all():
             devices.setdefault(u, set()).add(a)
-    return person_of, devices
+    return person_of, persons, devices
 
 
 def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
@@ -53,7 +61,8 @@ def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
         own_ids = set()
         for e in events.values():
             own_ids.update(x for x in (e.anonymous_id, e.client_anonymous_id) if x)
-        person_of, devices = _people(conn, own_ids)
+        person_of, persons, devices = _people(
+            conn, own_ids, {e.user_id for e in events.values() if e.user_id})
         all_ids = set(own_ids)
         for ids in devices.values():
             all_ids |= ids
@@ -69,7 +78,7 @@ def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
             cookies = {v.anonymous_id: v.cookies or {} for v in conn.execute(
                 select(Visitor.anonymous_id, Visitor.cookies)
                 .where(Visitor.anonymous_id.in_(own_ids))).all()}
-        user_ids = set(person_of.values())
+        user_ids = set(person_of.values()) | persons
         verified = phones(conn, user_ids) if phones and user_ids else {}
 
     for d in deliveries:
@@ -78,7 +87,8 @@ def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
             continue
         message = e.message or {}
         own = {x for x in (e.anonymous_id, e.client_anonymous_id) if x}
-        person = next((person_of[a] for a in own if a in person_of), None)
+        person = e.user_id if e.user_id in persons else next(
+            (person_of[a] for a in sorted(own) if a in person_of), None)
         device_ids = set(own)
         if person:
             device_ids |= devices.get(person, set())

@@ -3,7 +3,7 @@ the ORM classes serve the CLI, jobs and tests."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Index, Integer, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -213,3 +213,32 @@ class TrackItem(db.Model):
     delivery_id: Mapped[int] = mapped_column(BigId, index=True)
     event_id: Mapped[int] = mapped_column(BigId, index=True)
     __table_args__ = (TABLE_OPTS,)
+
+
+class Person(db.Model):
+    """A verified phone: one opaque, stable userId on every device.
+
+    The phone is kept as a keyed hash (lookup) and encrypted (to hash it for platforms at
+    send time); never in clear.
+    """
+
+    __tablename__ = "persons"
+    __table_args__ = TABLE_OPTS
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64), unique=True)
+    phone_key: Mapped[str] = mapped_column(String(64), unique=True)
+    phone_enc: Mapped[str] = mapped_column(Text)
+    country: Mapped[str | None] = mapped_column(String(2))
+    created_at: Mapped[object] = mapped_column(Timestamp)
+    verified_at: Mapped[object] = mapped_column(Timestamp)
+
+
+class OtpCode(db.Model):
+    """A live one-time code of our own providers: only its keyed hash, never the code."""
+
+    __tablename__ = "otp_codes"
+    __table_args__ = TABLE_OPTS
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # the phone's lookup key
+    code_hash: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Double)  # epoch seconds: FLOAT is too coarse
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,205 @@
+"""Blueprint "verify": phone verification by one-time code. The logic lives in identity/
+and people.py; this module reads the request, applies the abuse limits and answers.
+
+Answers never say whether a phone is already known, and codes never appear in a response
+or a log line; phones appear in logs only masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Blueprint, Response, current_app, request
+
+from . import people
+from .cors import add_cors_headers
+from .errors import ApiError, StorageUnavailableError
+from .identity.crypto import phone_lookup_key
+from .identity.phone import InvalidPhoneError, mask_phone, normalize_phone, region_of
+from .ingest import _authenticate, _read_body, _request_info, _set_cookie, _visitor
+from .jsonutil import MalformedJSON, dumps, loads
+from .messages import Rejection, prepare
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("verify", __name__)
+bp.after_request(add_cors_headers)
+
+DEFAULT_LIMITS = {
+    "send_limit_phone": "3/10 minutes",  # two devices and one resend
+    "send_limit_ip": "20/hour",
+    "verify_limit_phone": "10/10 minutes",
+    "verify_limit_ip": "30/10 minutes",
+    "country_daily_budget": 1000,  # SMS pumping costs money before Twilio's limits bite
+}
+MAX_BODY = 4096
+
+
+def _json(body: dict, status: int) -> Response:
+    return Response(dumps(body), status=status, mimetype="application/json")
+
+
+def _setting(key):
+    identity = current_app.config.get("IDENTITY") or {}
+    return identity.get(key, DEFAULT_LIMITS.get(key))
+
+
+def _limited(retry_after: int) -> ApiError:
+    err = ApiError(429, "rate_limited", "too many attempts; try again later")
+    err.headers["Retry-After"] = str(retry_after)
+    return err
+
+
+def _parse_body() -> dict:
+    ctype = (request.mimetype or "").lower()
+    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if (request.content_length or 0) > MAX_BODY:
+            raise ApiError(413, "payload_too_large", "the body is too large")
+        return {k: v for k, v in request.form.items()}
+    data = _read_body(MAX_BODY)
+    try:
+        body = loads(data) if data else {}
+    except MalformedJSON as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "malformed_json", "the body must be a JSON object")
+    return body
+
+
+def _phone(body) -> str:
+    raw = body.get("phone")
+    if not isinstance(raw, str) or not raw.strip():
+        raise ApiError(400, "invalid_phone", "phone is required",
+                       fields={"phone": "required"})
+    try:
+        return normalize_phone(raw, _setting("default_region") or "US")
+    except InvalidPhoneError as exc:
+        raise ApiError(400, "invalid_phone", "this phone number cannot receive codes",
+                       fields={"phone": exc.reason}) from None
+
+
+def _begin():
+    state = current_app.extensions["sst"]
+    if state.otp_provider is None:
+        raise ApiError(404, "otp_not_configured", "phone verification is not configured")
+    body = _parse_body()
+    source, auth = _authenticate(body.get("writeKey"))
+    return state, body, source, auth
+
+
+@bp.post("/v1/otp/send")
+def send():
+    """Send a code: 202 pending, 400 invalid phone, 429 over a limit."""
+    state, body, source, auth = _begin()
+    phone = _phone(body)
+    secret = current_app.config["SECRET_KEY"]
+    key = phone_lookup_key(phone, secret)
+    ip = request.remote_addr or "-"
+    budget = int(_setting("country_daily_budget") or 0)
+    for rate, ids in ((_setting("send_limit_ip"), ("otp-send-ip", ip)),
+                      (_setting("send_limit_phone"), ("otp-send-phone", key)),
+                      (f"{budget}/day" if budget else None,
+                       ("otp-send-country", region_of(phone)))):
+        wait = state.throttle.hit(rate, *ids)
+        if wait is not None:
+            logger.warning("otp send refused by %s for %s", ids[0], mask_phone(phone))
+            raise _limited(wait)
+    result = state.otp_provider.send(phone)
+    if result.status == "invalid_phone":
+        raise ApiError(400, "invalid_phone", "this phone number cannot receive codes")
+    if result.status == "rate_limited":
+        raise _limited(int(result.retry_after or 600))
+    if result.status != "pending":
+        err = ApiError(503, "otp_unavailable", "codes cannot be sent right now; retry later")
+        err.headers["Retry-After"] = "30"
+        raise err
+    resp = _json({"status": "pending"}, 202)
+    _issue_cookie(resp, source, auth, body)
+    return resp
+
+
+@bp.post("/v1/otp/verify")
+def verify():
+    """Check a code: 200 with the person's userId, 400 wrong, 429 too many tries."""
+    state, body, source, auth = _begin()
+    phone = _phone(body)
+    code = body.get("code")
+    if not isinstance(code, str | int) or isinstance(code, bool):
+        raise ApiError(400, "invalid_code", "code is required", verified=False,
+                       fields={"code": "required"})
+    secret = current_app.config["SECRET_KEY"]
+    key = phone_lookup_key(phone, secret)
+    ip = request.remote_addr or "-"
+    for rate, ids in ((_setting("verify_limit_ip"), ("otp-verify-ip", ip)),
+                      (_setting("verify_limit_phone"), ("otp-verify-phone", key))):
+        wait = state.throttle.hit(rate, *ids)
+        if wait is not None:
+            err = _limited(wait)
+            err.details["verified"] = False
+            raise err
+    result = state.otp_provider.check(phone, str(code))
+    if result.status == "wrong_code":
+        raise ApiError(400, "wrong_code", "the code is not right", verified=False)
+    if result.status == "expired":
+        raise ApiError(400, "code_expired", "the code has expired or was used; ask for a new one",
+                       verified=False)
+    if result.status == "too_many_attempts":
+        err = _limited(600)
+        err.message = "too many wrong codes; ask for a new one"
+        err.details["verified"] = False
+        raise err
+    if result.status != "approved":
+        err = ApiError(503, "otp_unavailable", "codes cannot be checked right now",
+                       verified=False)
+        err.headers["Retry-After"] = "30"
+        raise err
+
+    info = _request_info(source, auth, request.path)
+    visitor = _visitor(info, request.headers.get("Origin") is not None, body.get("anonymousId"))
+    try:
+        user_id, created = people.person_for_phone(state.engine, phone, secret)
+        for anon in {visitor, _str_id(body.get("anonymousId"))} - {None}:
+            people.link_device(state.engine, anon, user_id)
+        _record_events(state, info, user_id, visitor or _str_id(body.get("anonymousId")))
+    except StorageUnavailableError:
+        raise ApiError(503, "storage_unavailable", "retry later") from None
+    logger.info("phone %s verified (%s person)", mask_phone(phone),
+                "new" if created else "known")
+    resp = _json({"verified": True, "userId": user_id}, 200)
+    if visitor is not None:
+        _set_cookie(resp, visitor)
+    return resp
+
+
+def _str_id(value):
+    if isinstance(value, str) and 0 < len(value.strip()) <= 128:
+        return value.strip()
+    return None
+
+
+def _record_events(state, info, user_id, anonymous_id) -> None:
+    """An identify call for the verification, and the configured conversion event; both
+    flow to destinations like any other event."""
+    info.visitor_id = None  # ids are set explicitly below
+    messages = [{"type": "identify", "userId": user_id, "anonymousId": anonymous_id,
+                 "messageId": f"otp-{uuid.uuid4()}", "traits": {"phoneVerified": True}}]
+    conversion = _setting("conversion_event")
+    if conversion:
+        messages.append({"type": "track", "event": conversion, "userId": user_id,
+                         "anonymousId": anonymous_id, "messageId": f"otp-{uuid.uuid4()}",
+                         "properties": {}})
+    prepared = []
+    for msg in messages:
+        if anonymous_id is None:
+            msg.pop("anonymousId")
+        item = prepare(msg, info)
+        if not isinstance(item, Rejection):
+            prepared.append(item)
+    state.store(prepared)
+
+
+def _issue_cookie(resp, source, auth, body):
+    info = _request_info(source, auth, request.path)
+    visitor = _visitor(info, request.headers.get("Origin") is not None, body.get("anonymousId"))
+    if visitor is not None:
+        _set_cookie(resp, visitor)
