@@ -86,7 +86,7 @@ def keygen():
 @with_appcontext
 def serve(host, port):
     """Run the development server (use gunicorn wsgi:app in production)."""
-    current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+    _run_server(current_app._get_current_object(), host, port)
 
 
 DEV_CONFIG = """\
@@ -143,9 +143,17 @@ def dev(host, port, folder):
     click.echo(f"  curl -s -u '{write_key}:' -H 'Content-Type: application/json' "
                f"-d '{{\"event\":\"Signed Up\",\"userId\":\"u1\",\"properties\":{{\"plan\":\"pro\"}}}}' "
                f"{url}/v1/track")
-    click.echo("  sst events tail   (with SST_CONFIG and SST_DATABASE_URL as above)")
+    click.echo(f"  SST_CONFIG={config_path} SST_DATABASE_URL=sqlite:///{base / 'sst.sqlite'} "
+               ".venv/bin/sst events tail")
     _start_embedded_worker(app)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    _run_server(app, host, port)
+
+
+def _run_server(app, host, port):
+    # app.run() refuses to start under the flask CLI machinery; werkzeug's server does.
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 def _start_embedded_worker(app):
@@ -305,6 +313,93 @@ def tracks(event_ref, destination, limit, as_json, bodies):
         if bodies:
             click.echo(f"    > {t.request_body}")
             click.echo(f"    < {t.response_body}")
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+
+@main.group()
+def identity():
+    """People verified by phone, their devices and clicks."""
+
+
+@identity.command("show")
+@click.option("--phone", default=None, help="A phone number (any format; default region "
+              "from [identity] default_region).")
+@click.option("--user-id", default=None)
+@click.option("--anonymous-id", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def identity_show(phone, user_id, anonymous_id, as_json):
+    """Print a person: userId, masked phone, devices and click history."""
+    from sqlalchemy import select
+
+    from . import people
+    from .clock import iso
+    from .identity.crypto import PhoneCipher, phone_lookup_key
+    from .identity.phone import InvalidPhoneError, mask_phone, normalize_phone
+    from .jsonutil import dumps
+    from .models import ClickId, Event, Visitor
+
+    if sum(x is not None for x in (phone, user_id, anonymous_id)) != 1:
+        raise click.UsageError("give exactly one of --phone, --user-id, --anonymous-id")
+    state = current_app.extensions["sst"]
+    secret = current_app.config["SECRET_KEY"]
+    key = None
+    if phone is not None:
+        region = (current_app.config.get("IDENTITY") or {}).get("default_region") or "US"
+        try:
+            key = phone_lookup_key(normalize_phone(phone, region), secret)
+        except InvalidPhoneError as exc:
+            raise click.UsageError(f"not a valid phone number ({exc.reason})") from None
+    person = people.find_person(state.engine, phone_key=key, user_id=user_id,
+                                anonymous_id=anonymous_id)
+    if person is None:
+        click.echo("no verified person found", err=True)
+        sys.exit(1)
+    try:
+        masked = mask_phone(PhoneCipher(secret).decrypt(person.phone_enc))
+    except ValueError:
+        masked = "(encrypted with another secret)"
+    devices = people.devices_of(state.engine, person.user_id)
+    with state.engine.connect() as conn:
+        visitors = {v.anonymous_id: v for v in conn.execute(
+            select(Visitor).where(Visitor.anonymous_id.in_(devices))).all()}
+        clicks = conn.execute(select(ClickId).where(ClickId.anonymous_id.in_(devices))
+                              .order_by(ClickId.first_seen_at)).all()
+        events = conn.execute(select(Event.anonymous_id, Event.type, Event.event,
+                                     Event.event_time)
+                              .where(Event.anonymous_id.in_(devices))
+                              .order_by(Event.event_time.desc()).limit(20)).all()
+    doc = {
+        "userId": person.user_id, "phone": masked, "country": person.country,
+        "createdAt": iso(person.created_at), "verifiedAt": iso(person.verified_at),
+        "devices": [{"anonymousId": a,
+                     "firstSeen": iso(visitors[a].first_seen_at) if a in visitors else None,
+                     "lastSeen": iso(visitors[a].last_seen_at) if a in visitors else None}
+                    for a in devices],
+        "clicks": [{"param": c.param, "value": c.value, "anonymousId": c.anonymous_id,
+                    "firstSeen": iso(c.first_seen_at), "lastSeen": iso(c.last_seen_at)}
+                   for c in clicks],
+        "recentEvents": [{"anonymousId": e.anonymous_id, "type": e.type, "event": e.event,
+                          "time": iso(e.event_time)} for e in events],
+    }
+    if as_json:
+        click.echo(dumps(doc))
+        return
+    click.echo(f"person   {doc['userId']}  phone {masked} ({person.country})")
+    click.echo(f"verified {doc['verifiedAt']}  (first {doc['createdAt']})")
+    click.echo(f"devices  {len(devices)}")
+    for d in doc["devices"]:
+        click.echo(f"  {d['anonymousId']:<40} first {d['firstSeen'] or '-'}  "
+                   f"last {d['lastSeen'] or '-'}")
+    click.echo(f"clicks   {len(clicks)}")
+    for c in doc["clicks"]:
+        click.echo(f"  {c['firstSeen']}  {c['param']:<9} {c['value'][:40]:<40} "
+                   f"on {c['anonymousId']}")
+    click.echo("recent events")
+    for e in doc["recentEvents"]:
+        click.echo(f"  {e['time']}  {e['type']:<8} {e['event'] or ''}  on {e['anonymousId']}")
 
 
 if __name__ == "__main__":
