@@ -402,5 +402,309 @@ def identity_show(phone, user_id, anonymous_id, as_json):
         click.echo(f"  {e['time']}  {e['type']:<8} {e['event'] or ''}  on {e['anonymousId']}")
 
 
+# --- operations -------------------------------------------------------------------------------
+
+
+def _parse_time_opt(ctx, param, value):
+    from .clock import parse_relative
+
+    if value is None:
+        return None
+    try:
+        return parse_relative(value)
+    except ValueError:
+        raise click.BadParameter("an ISO date/time or a duration like 7d, 12h, 30m") from None
+
+
+def _event_ids(values):
+    out = []
+    for v in values:
+        if v.startswith("@"):
+            try:
+                out.extend(line.strip() for line in Path(v[1:]).read_text().splitlines()
+                           if line.strip())
+            except OSError as exc:
+                raise click.BadParameter(f"cannot read {v[1:]}: {exc.strerror}") from None
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+@main.command()
+@click.option("--destination", "destinations", multiple=True, help="Repeatable.")
+@click.option("--since", callback=_parse_time_opt, help="Event time from (ISO or 7d/12h).")
+@click.option("--until", callback=_parse_time_opt, help="Event time before (ISO or 7d/12h).")
+@click.option("--event", "events", multiple=True,
+              help="A messageId (repeatable), or @FILE with one per line.")
+@click.option("--status", "statuses", multiple=True, default=["failed"], show_default=True,
+              type=click.Choice(["failed", "skipped", "pending"]))
+@click.option("--error", default=None, help="Substring of the error, or a platform code.")
+@click.option("--source", "sources", multiple=True)
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
+@click.option("--force", is_flag=True, help="Also re-send deliveries that succeeded.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation with --force.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON summary for scripts.")
+@with_appcontext
+def replay(destinations, since, until, events, statuses, error, sources, dry_run, force,
+           yes, as_json):
+    """Re-send failed deliveries with each event's original time and id."""
+    from . import replay as rp
+    from .jobs import make_enqueuer, rq_connection
+    from .jsonutil import dumps
+
+    state = current_app.extensions["sst"]
+    unknown = [d for d in destinations if d not in state.destinations]
+    if unknown:
+        raise click.BadParameter(f"unknown destination {unknown[0]!r}; known: "
+                                 f"{', '.join(sorted(state.destinations)) or '(none)'}",
+                                 param_hint="--destination")
+    filters = rp.ReplayFilters(destinations=destinations, since=since, until=until,
+                               events=_event_ids(events), statuses=tuple(statuses),
+                               error=error, sources=sources, force=force)
+    if force and not dry_run and not yes:
+        click.confirm("--force re-sends deliveries that already succeeded; the platforms "
+                      "dedupe on the event id only within their window. Go on?", abort=True)
+    try:
+        total = rp.count_matches(state, filters)
+        enqueue = None if dry_run or not state.redis_url else make_enqueuer(
+            state, rq_connection(state))
+        if sys.stdout.isatty() and not as_json and total:
+            with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
+                summary = rp.run_replay(state, filters, enqueue=enqueue, dry_run=dry_run,
+                                        progress=bar.update)
+        else:
+            summary = rp.run_replay(state, filters, enqueue=enqueue, dry_run=dry_run)
+    except Exception as exc:  # its own failure: database or Redis down
+        click.echo(f"sst replay: {exc.__class__.__name__}: {exc}", err=True)
+        sys.exit(1)
+    doc = {**summary.as_dict(), "dryRun": dry_run}
+    if dry_run:
+        doc["wouldSend"] = summary.would_send
+    if as_json:
+        click.echo(dumps(doc))
+        return
+    verb = "would enqueue" if dry_run else "enqueued"
+    click.echo(f"matched {summary.matched}, {verb} "
+               f"{sum(summary.by_destination.values()) if dry_run else summary.enqueued}")
+    for name, n in sorted(summary.by_destination.items()):
+        click.echo(f"  {name:<16} {n}")
+    for reason, n in sorted(summary.skipped.items()):
+        click.echo(f"  skipped: {reason}: {n}")
+    if dry_run:
+        for item in summary.would_send[:20]:
+            click.echo(f"  would send {item['messageId']} to {item['destination']} "
+                       f"(event time {item['eventTime']}; last error: {item['lastError']})")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def status(as_json):
+    """Per destination, last hour and day: sent, outcomes, latency, last error."""
+    from datetime import timedelta
+
+    from . import ops
+    from .jsonutil import dumps
+
+    state = current_app.extensions["sst"]
+    windows = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+    doc = {name: ops.destination_status(state, w) for name, w in windows.items()}
+    doc["backlog"] = ops.delivery_backlog(state)
+    if as_json:
+        click.echo(dumps(doc))
+        return
+    for name in ("hour", "day"):
+        click.echo(f"last {name}:")
+        click.echo(f"  {'destination':<16}{'sent':>7}{'ok':>7}{'failed':>7}{'skipped':>8}"
+                   f"{'retrying':>9}{'p50 ms':>9}{'p95 ms':>9}  last error")
+        for row in doc[name]:
+            err = row["last_error"]
+            click.echo(
+                f"  {row['destination']:<16}{row['sent']:>7}{row['succeeded']:>7}"
+                f"{row['failed']:>7}{row['skipped']:>8}{row['retrying']:>9}"
+                f"{_ms(row['p50_ms']):>9}{_ms(row['p95_ms']):>9}  "
+                + (f"{err['time']} {err['status'] or ''} {err['error'][:60]}" if err else "-"))
+    backlog = doc["backlog"]
+    age = backlog["oldest_pending_age_s"]
+    click.echo(f"deliveries by state: {backlog['states']}; oldest waiting: "
+               f"{'-' if age is None else f'{age:.0f} s'}")
+
+
+def _ms(value):
+    return "-" if value is None else f"{value:.0f}"
+
+
+@main.group()
+def destination():
+    """Pause, resume and list destinations."""
+
+
+def _set_paused(name, paused):
+    from sqlalchemy import insert, update
+
+    from .clock import to_db, utcnow
+    from .models import DestinationControl
+
+    state = current_app.extensions["sst"]
+    if name not in state.destinations:
+        raise click.BadParameter(f"unknown destination {name!r}", param_hint="NAME")
+    t = DestinationControl.__table__
+    now = to_db(utcnow())
+    with state.engine.begin() as conn:
+        res = conn.execute(update(t).where(t.c.name == name).values(paused=paused,
+                                                                     updated_at=now))
+        if res.rowcount == 0:
+            conn.execute(insert(t), {"name": name, "paused": paused, "updated_at": now})
+
+
+@destination.command("pause")
+@click.argument("name")
+@with_appcontext
+def destination_pause(name):
+    """Hold a destination's deliveries pending (nothing fails) until resume."""
+    _set_paused(name, True)
+    click.echo(f"{name}: paused")
+
+
+@destination.command("resume")
+@click.argument("name")
+@with_appcontext
+def destination_resume(name):
+    """Send a paused destination's deliveries again."""
+    _set_paused(name, False)
+    click.echo(f"{name}: resumed")
+
+
+@destination.command("list")
+@with_appcontext
+def destination_list():
+    """Configured destinations, their connector and whether they are paused."""
+    from .connectors.base import mask_settings
+    from .dispatch import paused_destinations
+
+    state = current_app.extensions["sst"]
+    with state.engine.connect() as conn:
+        paused = paused_destinations(conn)
+    for name, dest in sorted(state.destinations.items()):
+        settings = mask_settings(dest.connector_cls.settings_schema, dest.settings)
+        shown = {k: v for k, v in settings.items() if k not in ("name", "connector", "events")}
+        click.echo(f"{name:<16} {dest.connector:<18} {'paused' if name in paused else 'active'}"
+                   f"  events={dest.events}  {shown}")
+
+
+@main.group()
+def queue():
+    """RQ queues: stats, failed jobs, requeue, empty."""
+
+
+def _rq(state):
+    if not state.redis_url:
+        click.echo("sst: no SST_REDIS_URL: the embedded queue has no RQ queues", err=True)
+        sys.exit(2)
+    from .jobs import rq_connection
+
+    return rq_connection(state)
+
+
+@queue.command("stats")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def queue_stats_cmd(as_json):
+    """Depth and registries per queue, workers, and the delivery backlog."""
+    from rq import Worker
+
+    from . import ops
+    from .jobs import QUEUE
+    from .jsonutil import dumps
+
+    state = current_app.extensions["sst"]
+    conn = _rq(state)
+    try:
+        doc = {"queues": ops.queue_stats(conn, [QUEUE]),
+               "workers": [{"name": w.name, "state": w.get_state(), "queues": w.queue_names()}
+                           for w in Worker.all(connection=conn)],
+               "deliveries": ops.delivery_backlog(state)}
+    except Exception as exc:
+        click.echo(f"sst queue stats: {exc.__class__.__name__}: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(dumps(doc))
+        return
+    for q in doc["queues"]:
+        click.echo(f"{q['queue']}: queued {q['queued']}, started {q['started']}, scheduled "
+                   f"{q['scheduled']}, deferred {q['deferred']}, failed {q['failed']}")
+    click.echo(f"workers: {len(doc['workers'])}")
+    for w in doc["workers"]:
+        click.echo(f"  {w['name']} {w['state']} {','.join(w['queues'])}")
+    age = doc["deliveries"]["oldest_pending_age_s"]
+    click.echo(f"deliveries: {doc['deliveries']['states']}; oldest waiting "
+               f"{'-' if age is None else f'{age:.0f} s'}")
+
+
+@queue.command("failed")
+@click.option("-n", "--limit", default=50, show_default=True)
+@with_appcontext
+def queue_failed(limit):
+    """Jobs that crashed (RQ's failed registry), with their error."""
+    from rq import Queue
+    from rq.job import Job
+    from rq.registry import FailedJobRegistry
+
+    from .jobs import QUEUE
+
+    conn = _rq(current_app.extensions["sst"])
+    registry = FailedJobRegistry(queue=Queue(QUEUE, connection=conn))
+    ids = registry.get_job_ids()[:limit]
+    for job in Job.fetch_many(ids, connection=conn):
+        if job is None:
+            continue
+        exc = (job.latest_result().exc_string if job.latest_result() else "") or ""
+        last = exc.strip().splitlines()[-1] if exc.strip() else "?"
+        click.echo(f"{job.id}  {job.description}  {last}")
+    click.echo(f"{registry.count} failed job(s); failed deliveries: sst replay --dry-run")
+
+
+@queue.command("requeue")
+@click.option("--all", "all_", is_flag=True)
+@click.argument("job_ids", nargs=-1)
+@with_appcontext
+def queue_requeue(all_, job_ids):
+    """Put failed jobs back on their queue."""
+    from rq import Queue
+    from rq.registry import FailedJobRegistry
+
+    from .jobs import QUEUE
+
+    if not all_ and not job_ids:
+        raise click.UsageError("give job ids or --all")
+    conn = _rq(current_app.extensions["sst"])
+    registry = FailedJobRegistry(queue=Queue(QUEUE, connection=conn))
+    ids = registry.get_job_ids() if all_ else list(job_ids)
+    done = 0
+    for job_id in ids:
+        try:
+            registry.requeue(job_id)
+            done += 1
+        except Exception as exc:
+            click.echo(f"{job_id}: {exc}", err=True)
+    click.echo(f"requeued {done} job(s)")
+
+
+@queue.command("empty")
+@click.argument("name")
+@click.option("--yes", is_flag=True)
+@with_appcontext
+def queue_empty(name, yes):
+    """Drop every job waiting in a queue. Deliveries are not lost: `sst sweep` puts
+    their rows back to pending (pause a destination to stop sending)."""
+    from rq import Queue
+
+    conn = _rq(current_app.extensions["sst"])
+    if not yes:
+        click.confirm(f"Empty queue {name!r}?", abort=True)
+    n = Queue(name, connection=conn).empty()
+    click.echo(f"removed {n} job(s) from {name}")
+
+
 if __name__ == "__main__":
     main()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 
 from .clock import from_db, to_db, utcnow
 from .connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, Outcome
@@ -27,6 +28,7 @@ tracks_t = Track.__table__
 items_t = TrackItem.__table__
 CLAIMABLE = ("pending", "queued")
 SENDING_MARGIN = timedelta(seconds=60)  # a claim outlives the request timeout by this much
+LEASE_RENEW = 30.0  # seconds between renewals of a running job's hold on its waiting rows
 RETRY_WINDOW = timedelta(hours=1)  # the last retry comes no sooner than this after the first
 
 
@@ -87,14 +89,30 @@ def process(state, destination: str, delivery_ids: list[int]) -> BatchResult:
     # Claim in groups of one platform request, just before sending it, so a claim's
     # deadline (timeout + margin) is about one request long.
     group = max(1, min(connector.max_batch, 500))
+    leased_at = None
     for start in range(0, len(delivery_ids), group):
         chunk = delivery_ids[start:start + group]
+        if start + group < len(delivery_ids) and (
+                leased_at is None or time.monotonic() - leased_at > LEASE_RENEW):
+            # The rows still waiting in this job are held by it, like a claim: if the worker
+            # dies, the RQ job looks "started" for long after, but the hold lapses soon.
+            leased_at = _lease(engine, delivery_ids[start + group:], dest.timeout)
         claimed = _claim(engine, chunk, dest.timeout)
         if not claimed:
             continue
         result.claimed += len(claimed)
         _send_group(state, dest, connector, claimed, result)
     return result
+
+
+def _lease(engine, ids, timeout) -> float:
+    """Hold a running job's waiting rows until timeout + margin from now (`sweep` reads it)."""
+    d = deliveries_t.c
+    until = utcnow() + timedelta(seconds=timeout) + SENDING_MARGIN
+    with engine.begin() as conn:
+        conn.execute(update(deliveries_t).where(d.id.in_(ids), d.state == "queued")
+                     .values(locked_until=to_db(until)))
+    return time.monotonic()
 
 
 def _claim(engine, ids, timeout) -> list:
@@ -104,7 +122,11 @@ def _claim(engine, ids, timeout) -> list:
     with engine.begin() as conn:
         conn.execute(
             update(deliveries_t)
-            .where(d.id.in_(ids), d.state.in_(CLAIMABLE))
+            # A pending row only when due: a stale or duplicate job must not send a retry
+            # before its backoff (or Retry-After) is over.
+            .where(d.id.in_(ids), or_(d.state == "queued",
+                                      and_(d.state == "pending",
+                                           d.next_attempt_at <= to_db(now))))
             .values(state="sending", claim=token, attempts=d.attempts + 1,
                     locked_until=to_db(now + timedelta(seconds=timeout) + SENDING_MARGIN),
                     updated_at=to_db(now))
@@ -193,7 +215,8 @@ def _record(engine, dest, claimed, outcomes, exchanges, result) -> None:
                     for i in ids])
         for row in claimed:
             outcome = outcomes[row["id"]]
-            new_state, when = next_state(outcome, row["attempts"], dest.retry_max,
+            tries = row["attempts"] - (row.get("retry_base") or 0)  # since the last replay
+            new_state, when = next_state(outcome, tries, dest.retry_max,
                                          dest.retry_backoff, now, from_db(row["created_at"]))
             values = {"state": new_state, "claim": None, "locked_until": None,
                       "updated_at": to_db(now), "last_code": outcome.code,
@@ -218,7 +241,7 @@ def _release(engine, ids) -> None:
     d = deliveries_t.c
     with engine.begin() as conn:
         conn.execute(update(deliveries_t).where(d.id.in_(ids), d.state.in_(CLAIMABLE))
-                     .values(state="pending", job_id=None))
+                     .values(state="pending", job_id=None, locked_until=None))
 
 
 def _finish_unknown(engine, destination, ids) -> None:

@@ -46,7 +46,6 @@ def relay(state, enqueue, limit: int = 2000) -> int:
     then the transaction rolls back and the rows stay pending. Returns how many moved."""
     d = deliveries_t.c
     now = utcnow()
-    moved = 0
     with state.engine.begin() as conn:
         paused = paused_destinations(conn)
         q = (select(d.id, d.destination, d.attempts)
@@ -59,26 +58,38 @@ def relay(state, enqueue, limit: int = 2000) -> int:
         groups: dict = {}
         for r in rows:
             groups.setdefault(r.destination, []).append((r.id, r.attempts))
-        for destination, items in groups.items():
-            dest = state.destinations.get(destination)
-            size = job_group_size(dest.connector_cls) if dest else JOB_GROUP_MAX
-            for start in range(0, len(items), size):
-                chunk = items[start:start + size]
-                ids = [i for i, _ in chunk]
-                job_id = job_id_for(destination, chunk)
-                conn.execute(update(deliveries_t).where(d.id.in_(ids))
-                             .values(state="queued", job_id=job_id, updated_at=to_db(now)))
-                enqueue(destination, ids, job_id)
-                moved += len(ids)
+        moved = enqueue_groups(state, conn, groups, enqueue, now)
+    return moved
+
+
+def enqueue_groups(state, conn, groups: dict, enqueue, now, extra_values=None) -> int:
+    """Mark {destination: [(id, attempts)]} queued and enqueue them in job-sized groups,
+    inside the caller's transaction. Returns how many rows were enqueued."""
+    d = deliveries_t.c
+    moved = 0
+    for destination, items in groups.items():
+        dest = state.destinations.get(destination)
+        size = job_group_size(dest.connector_cls) if dest else JOB_GROUP_MAX
+        for start in range(0, len(items), size):
+            chunk = items[start:start + size]
+            ids = [i for i, _ in chunk]
+            job_id = job_id_for(destination, chunk)
+            conn.execute(update(deliveries_t).where(d.id.in_(ids))
+                         .values(state="queued", job_id=job_id, updated_at=to_db(now),
+                                 **(extra_values or {})))
+            enqueue(destination, ids, job_id)
+            moved += len(ids)
     return moved
 
 
 def sweep(state, job_alive=None) -> dict:
     """Put lost deliveries back to pending; safe alongside workers and other sweeps.
 
-    Lost: 'sending' past its claim deadline (the worker died mid-request), or 'queued'
-    whose job is gone from Redis (flushed, restarted) — `job_alive(job_ids) -> set` tells
-    which jobs still exist; without it (embedded mode) every old queued row is lost.
+    Lost: 'sending' past its claim deadline (the worker died mid-request); 'queued' held by
+    a running job past the hold's deadline (the worker died mid-job: its RQ job still looks
+    started); or 'queued', not held, whose job is gone from Redis (flushed, restarted) —
+    `job_alive(job_ids) -> set` tells which jobs still exist; without it (embedded mode)
+    every old queued row is lost.
     """
     d = deliveries_t.c
     now = utcnow()
@@ -94,16 +105,19 @@ def sweep(state, job_alive=None) -> dict:
                                  updated_at=to_db(now)))
             counts["sending"] = len(stuck)
         queued = conn.execute(
-            select(d.id, d.job_id).where(d.state == "queued",
-                                         d.updated_at < to_db(now - QUEUED_GRACE))
+            select(d.id, d.job_id, d.locked_until)
+            .where(d.state == "queued", or_(d.updated_at < to_db(now - QUEUED_GRACE),
+                                            d.locked_until < to_db(now)))
             .with_for_update(skip_locked=True)).all()
         if queued:
-            alive = job_alive({j for _, j in queued if j}) if job_alive else set()
-            lost = [i for i, j in queued if j not in alive]
+            unheld = {j for _, j, held in queued if j and held is None}
+            alive = job_alive(unheld) if job_alive and unheld else set()
+            lost = [i for i, j, held in queued
+                    if (held < to_db(now) if held is not None else j not in alive)]
             if lost:
                 conn.execute(update(deliveries_t).where(d.id.in_(lost), d.state == "queued")
-                             .values(state="pending", job_id=None, next_attempt_at=to_db(now),
-                                     updated_at=to_db(now)))
+                             .values(state="pending", job_id=None, locked_until=None,
+                                     next_attempt_at=to_db(now), updated_at=to_db(now)))
             counts["queued"] = len(lost)
     if counts["sending"] or counts["queued"]:
         logger.warning("sweep: %s lost while sending, %s whose job was gone, back to pending",

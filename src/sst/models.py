@@ -142,6 +142,7 @@ class Delivery(db.Model):
     platform_event: Mapped[str] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retry_base: Mapped[int] = mapped_column(Integer, default=0)  # attempts before the last replay
     next_attempt_at: Mapped[object] = mapped_column(Timestamp)
     locked_until: Mapped[object | None] = mapped_column(Timestamp)
     claim: Mapped[str | None] = mapped_column(String(32))  # the worker that holds it
@@ -242,3 +243,18 @@ class OtpCode(db.Model):
     code_hash: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[float] = mapped_column(Double)  # epoch seconds: FLOAT is too coarse
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Replay(db.Model):
+    """A run of `sst replay`: who, when, with which filters, and what it did."""
+
+    __tablename__ = "replays"
+    __table_args__ = TABLE_OPTS
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    started_at: Mapped[object] = mapped_column(Timestamp, index=True)
+    finished_at: Mapped[object | None] = mapped_column(Timestamp)
+    operator: Mapped[str | None] = mapped_column(String(128))
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    force: Mapped[bool] = mapped_column(Boolean, default=False)
+    filters: Mapped[dict] = mapped_column(JSON)
+    counts: Mapped[dict | None] = mapped_column(JSON)
