@@ -48,13 +48,13 @@ def test_failed_delivery_replayed_once_with_original_time(mysql_url, redis_url):
             assert db.session.execute(select(Delivery.state)).scalar_one() == "failed"
         stub.default = Reply(200)
         dry = _cli(app, "replay", "--dry-run", "--json")
-        assert json.loads(dry.output)["byDestination"] == {"hook": 1}
+        assert json.loads(dry.stdout)["byDestination"] == {"hook": 1}
         run_worker(app, burst=True)
         assert len(stub.requests) == 1  # the dry run sent nothing
 
         result = _cli(app, "replay", "--destination", "hook", "--json")
         assert result.exit_code == 0, result.output
-        assert json.loads(result.output)["enqueued"] == 1
+        assert json.loads(result.stdout)["enqueued"] == 1
         run_worker(app, burst=True)
         assert len(stub.requests) == 2
         sent = stub.requests[-1].json()
@@ -67,7 +67,7 @@ def test_failed_delivery_replayed_once_with_original_time(mysql_url, redis_url):
             assert replays[1].counts["enqueued"] == 1
 
         again = _cli(app, "replay", "--json")
-        assert json.loads(again.output)["matched"] == 0
+        assert json.loads(again.stdout)["matched"] == 0
         run_worker(app, burst=True)
         assert len(stub.requests) == 2
 
@@ -82,7 +82,7 @@ def test_too_old_events_are_skipped_and_counted(mysql_url, redis_url):
                                .values(event_time=to_db(utcnow() - timedelta(days=8))))
             db.session.commit()
         result = _cli(app, "replay", "--destination", "meta", "--json")
-        doc = json.loads(result.output)
+        doc = json.loads(result.stdout)
         assert doc["enqueued"] == 0
         assert doc["skipped"] == {"older than meta accepts": 1}
 
@@ -101,6 +101,6 @@ def test_pause_holds_deliveries_until_resume(mysql_url, redis_url):
         assert _cli(app, "destination", "resume", "hook").exit_code == 0
         run_worker(app, burst=True)
         assert [r.json()["messageId"] for r in stub.requests] == ["p-1"]
-        status = json.loads(_cli(app, "status", "--json").output)
+        status = json.loads(_cli(app, "status", "--json").stdout)
         hook = next(r for r in status["hour"] if r["destination"] == "hook")
         assert (hook["sent"], hook["succeeded"]) == (1, 1)

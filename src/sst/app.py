@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from flask import Flask, Response, request
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 
@@ -23,7 +24,7 @@ from .jsonutil import dumps
 logger = logging.getLogger(__name__)
 
 # Settings that must stay strings although from_prefixed_env JSON-decodes values.
-STRING_KEYS = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CONFIG", "COOKIE_NAME",
+STRING_KEYS = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CONFIG", "COOKIE_NAME", "LOG_FORMAT",
                "COOKIE_DOMAIN", "ENV")
 
 
@@ -120,6 +121,15 @@ class SstState:
         return store_events(self.engine, prepared, on_insert=self.on_insert)
 
 
+class _NoSessionOnApi(SecureCookieSessionInterface):
+    """The tracking API never uses Flask's cookie session: skip parsing it (~13 µs)."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/v1/"):
+            return self.null_session_class()
+        return super().open_session(app, request)
+
+
 def _env_loads(value: str):
     try:
         return json.loads(value)
@@ -157,11 +167,13 @@ def _sqlite_pragmas(dbapi_conn, _record):
 def create_app(overrides=None):
     """Build a configured app. Tests pass overrides."""
     app = Flask("sst", instance_path=os.environ.get("SST_INSTANCE_PATH") or None)
+    app.session_interface = _NoSessionOnApi()
     app.config.from_object(Defaults)
     app.config.from_prefixed_env("SST", loads=_env_loads)
     for key in STRING_KEYS:
-        if app.config.get(key) is not None:
-            app.config[key] = str(app.config[key])
+        # The raw text: JSON-decoding would turn a secret like "1e5" into "100000.0".
+        if f"SST_{key}" in os.environ:
+            app.config[key] = os.environ[f"SST_{key}"]
     config_path = (overrides or {}).get("CONFIG") or app.config.get("CONFIG")
     if config_path:
         app.config.update(load_toml(config_path))
@@ -169,6 +181,9 @@ def create_app(overrides=None):
         app.config.update(overrides)
 
     check_production(app.config)
+    from .logs import configure_logging
+
+    configure_logging(app)
     sources = build_sources(app.config["SOURCES"], f"config file {config_path or '(none)'}")
     destinations = load_destinations(app.config["DESTINATIONS"])
 
@@ -188,12 +203,28 @@ def create_app(overrides=None):
     except ValueError as exc:
         raise ConfigError(f"config file {config_path or '(none)'}, [identity]: {exc}") from None
 
-    from . import health, ingest, verify
+    from . import admin, browser, health, ingest, metrics, verify
+    from .alerts import alert_settings
+
+    try:
+        alert_settings(app.config)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {config_path or '(none)'}, {exc}") from None
 
     app.register_blueprint(ingest.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(verify.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(browser.bp)
+    app.register_blueprint(admin.bp)
     _register_error_handlers(app)
+    hops = int(app.config.get("PROXY_FIX_X_FOR") or 0)
+    if hops:
+        # Behind a load balancer the client IP (per-IP limits, events.ip) is in
+        # X-Forwarded-For; trust exactly as many hops as there are proxies.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)
     return app
 
 

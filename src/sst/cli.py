@@ -126,7 +126,7 @@ def dev(host, port, folder):
     try:
         app = create_app({"CONFIG": str(config_path), "INSTANCE_PATH": str(base),
                           "DATABASE_URL": "sqlite:///" + str(base / "sst.sqlite"),
-                          "COOKIE_SECURE": False})
+                          "COOKIE_SECURE": False, "SERVE_EXAMPLES": True})
     except ConfigError as exc:
         click.echo(f"sst: {exc}", err=True)
         sys.exit(2)
@@ -139,6 +139,8 @@ def dev(host, port, folder):
     click.echo(f"sst (embedded: SQLite at {base / 'sst.sqlite'}, in-process queue)")
     click.echo(f"config:    {config_path}")
     click.echo(f"write key: {write_key}")
+    click.echo(f"example:   {url}/example/  (the form's codes go to "
+               f"{base / 'otp-outbox.jsonl'})")
     click.echo("try:")
     click.echo(f"  curl -s -u '{write_key}:' -H 'Content-Type: application/json' "
                f"-d '{{\"event\":\"Signed Up\",\"userId\":\"u1\",\"properties\":{{\"plan\":\"pro\"}}}}' "
@@ -704,6 +706,53 @@ def queue_empty(name, yes):
         click.confirm(f"Empty queue {name!r}?", abort=True)
     n = Queue(name, connection=conn).empty()
     click.echo(f"removed {n} job(s) from {name}")
+
+
+# --- alerts -------------------------------------------------------------------------------------
+
+
+@main.group()
+def alerts():
+    """Threshold alerts to a webhook ([alerts] in the config)."""
+
+
+@alerts.command("check")
+@click.option("--dry-run", is_flag=True, help="Evaluate and print; post nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def alerts_check(dry_run, as_json):
+    """Evaluate the thresholds now and post what crossed them (once per window)."""
+    from .alerts import alert_settings, check_alerts
+    from .jsonutil import dumps
+
+    try:
+        settings = alert_settings(current_app.config)
+    except ConfigError as exc:
+        click.echo(f"sst: {exc}", err=True)
+        sys.exit(2)
+    if settings is None:
+        click.echo("sst: no [alerts] webhook_url configured", err=True)
+        sys.exit(2)
+    try:
+        found = check_alerts(current_app.extensions["sst"], dry_run=dry_run)
+    except Exception as exc:
+        click.echo(f"sst alerts check: {exc.__class__.__name__}: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(dumps(found))
+        return
+    for alert in found:
+        click.echo(f"{alert.get('text')}  [{'sent' if alert.get('sent') else 'suppressed'}]")
+    if not found:
+        click.echo("no threshold crossed")
+
+
+# Commands that live in their own modules.
+from .cli_privacy import audience, forget, purge  # noqa: E402
+from .cli_reports import report  # noqa: E402
+
+for _command in (audience, forget, purge, report):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from .errors import ConfigError
 
@@ -37,11 +37,16 @@ class Defaults:
     REJECTED_KEEP = 10_000  # rows kept in rejected_payloads; older ones are trimmed
     RETRY_AFTER_SECONDS = 5  # what a 503 tells clients when storage is down
     FORWARD_BOTS = False
+    PROXY_FIX_X_FOR = 0  # trusted proxies in front of sst (X-Forwarded-For hops); 0: none
+    LOG_FORMAT = None  # json | text | off; unset: json in production, text otherwise
+    CONVERSION_EVENTS = ["Order Completed"]  # what reports count as conversions
 
     SOURCES: list = []
     DESTINATIONS: list = []
     IDENTITY: dict = {}
     SERVER: dict = {}
+    RETENTION: dict = {}
+    AUDIENCES: list = []
 
 
 # --- TOML schemas -------------------------------------------------------------------------
@@ -82,6 +87,17 @@ class IdentitySchema(_Strict):
     verify_limit_ip = fields.String()
     country_daily_budget = fields.Integer(validate=validate.Range(min=0))
     conversion_event = fields.String(allow_none=True)
+
+    @validates_schema
+    def _rates(self, data, **kwargs):
+        from limits import parse
+
+        for key in ("send_limit_phone", "send_limit_ip", "verify_limit_phone", "verify_limit_ip"):
+            if key in data:
+                try:
+                    parse(data[key])
+                except ValueError:
+                    raise ValidationError("not a rate like '3/10 minutes'", key) from None
 
 
 class SourceSchema(_Strict):
@@ -157,7 +173,8 @@ def load_toml(path) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
     base = path.parent.resolve()
-    known = {"server", "identity", "source", "destination", "audience", "alerts", "admin"}
+    known = {"server", "identity", "source", "destination", "audience", "alerts", "admin",
+             "retention"}
     for key in raw:
         if key not in known:
             raise ConfigError(f"config file {path}: unknown section '{key}'")
@@ -196,7 +213,7 @@ def load_toml(path) -> dict:
             entry["otp_outbox"] = str((base / entry["otp_outbox"]).resolve())
         destinations.append({"__where__": where, **entry})
     out["DESTINATIONS"] = destinations
-    for section in ("audience", "alerts", "admin"):
+    for section in ("audience", "alerts", "admin", "retention"):
         if section in raw:
             out[section.upper() if section != "audience" else "AUDIENCES"] = raw[section]
     return out
@@ -246,5 +263,7 @@ def check_production(config) -> None:
     provider = (config.get("IDENTITY") or {}).get("otp_provider")
     if provider in ("file", "console"):
         problems.append(f"[identity] otp_provider '{provider}' is for development only")
+    if config.get("SERVE_EXAMPLES"):
+        problems.append("SERVE_EXAMPLES is for `sst dev` only")
     if problems:
         raise ConfigError("SST_ENV=production refuses: " + "; ".join(problems))

@@ -18,6 +18,7 @@ def add_cors_headers(resp):
         return resp
     resp.headers["Access-Control-Allow-Origin"] = origin
     resp.headers["Access-Control-Allow-Credentials"] = "true"
+    resp.headers["Access-Control-Expose-Headers"] = "Retry-After"  # sst.js shows the wait
     if request.method == "OPTIONS":
         resp.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         resp.headers["Access-Control-Allow-Headers"] = (

@@ -7,6 +7,7 @@ nothing left to send. Across a crash the same event id is sent again (at least o
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -14,11 +15,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, text, update
 
 from .clock import from_db, to_db, utcnow
 from .connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, Outcome
 from .enrich import build_event_data
+from .logs import log_delivery
 from .models import Delivery, DestinationControl, Event, Track, TrackItem
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,12 @@ items_t = TrackItem.__table__
 CLAIMABLE = ("pending", "queued")
 SENDING_MARGIN = timedelta(seconds=60)  # a claim outlives the request timeout by this much
 LEASE_RENEW = 30.0  # seconds between renewals of a running job's hold on its waiting rows
+# One-event-per-request connectors claim and record this many deliveries at a time: the
+# claim, the event reads and the ledger writes are then a few statements per group instead
+# of a dozen per delivery. The requests go out one by one; none starts later than
+# SEND_WINDOW after the claim, so each ends before the claim's deadline (timeout + margin).
+SEND_GROUP = 100
+SEND_WINDOW = SENDING_MARGIN - timedelta(seconds=10)
 RETRY_WINDOW = timedelta(hours=1)  # the last retry comes no sooner than this after the first
 
 
@@ -56,6 +64,9 @@ def next_state(outcome: Outcome, attempts: int, retry_max: int, backoff: float,
             when = max(when, first_try + RETRY_WINDOW)
         return "pending", when
     return "failed", None
+
+
+UNSENT = Outcome(SKIPPED, error="not sent: claim window over", code="unsent")
 
 
 @dataclass
@@ -86,9 +97,10 @@ def process(state, destination: str, delivery_ids: list[int]) -> BatchResult:
             _release(engine, delivery_ids)
             return result
     connector = state.connector(dest)
-    # Claim in groups of one platform request, just before sending it, so a claim's
-    # deadline (timeout + margin) is about one request long.
-    group = max(1, min(connector.max_batch, 500))
+    # Claim in groups of one platform request (SEND_GROUP requests for one-event connectors),
+    # just before sending, so a claim's deadline (timeout + margin) is about one request long.
+    batch = max(1, min(connector.max_batch, 500))
+    group = batch if batch > 1 else SEND_GROUP
     leased_at = None
     for start in range(0, len(delivery_ids), group):
         chunk = delivery_ids[start:start + group]
@@ -131,7 +143,6 @@ def _claim(engine, ids, timeout) -> list:
                     locked_until=to_db(now + timedelta(seconds=timeout) + SENDING_MARGIN),
                     updated_at=to_db(now))
         )
-    with engine.connect() as conn:
         rows = conn.execute(
             select(deliveries_t, Event.__table__.c.message_id.label("_message_id"))
             .join(Event.__table__, Event.__table__.c.id == d.event_id)
@@ -142,6 +153,7 @@ def _claim(engine, ids, timeout) -> list:
 
 def _send_group(state, dest, connector, claimed, result) -> None:
     now = utcnow()
+    send_by = time.monotonic() + SEND_WINDOW.total_seconds()
     events = build_event_data(state.engine, claimed, state.phones)  # delivery id -> EventData
     outcomes: dict[int, Outcome] = {}
     exchanges = []  # (HttpExchange, [delivery ids])
@@ -173,8 +185,13 @@ def _send_group(state, dest, connector, claimed, result) -> None:
                                             code="internal")
             continue
         for req in requests_:
-            exch, outs = connector.send_request(req)
             ids = [ids_by_mid[m] for m in req.message_ids if m in ids_by_mid]
+            if time.monotonic() > send_by:
+                # A slow platform ate the claim's time: hand the rest back unsent.
+                for i in ids:
+                    outcomes[i] = UNSENT
+                continue
+            exch, outs = connector.send_request(req)
             for x in exch:
                 exchanges.append((x, ids))
             for mid in req.message_ids:
@@ -187,53 +204,93 @@ def _send_group(state, dest, connector, claimed, result) -> None:
 
 
 def _record(engine, dest, claimed, outcomes, exchanges, result) -> None:
-    """Tracks and new delivery states in one transaction."""
+    """Tracks and new delivery states in one transaction: one multi-row insert for the
+    tracks, one for their items, one UPDATE per distinct new state."""
     now = utcnow()
     by_id = {r["id"]: r for r in claimed}
     d = deliveries_t.c
+    tracks = []
+    for exch, ids in exchanges:
+        first = by_id[ids[0]] if ids else None
+        outcome = outcomes.get(ids[0]) if ids else None
+        tracks.append({
+            "delivery_id": first["id"] if first else None,
+            "incoming_id": first["event_id"] if first else None,
+            "destination": dest.name, "connector": dest.connector,
+            "attempt": first["attempts"] if first else 0,
+            "outcome": outcome.kind if outcome else "auth",
+            "method": exch.method, "url": exch.url,
+            "request_headers": exch.request_headers, "request_body": exch.request_body,
+            "status": exch.status, "response_headers": exch.response_headers,
+            "response_body": exch.response_body, "error_class": exch.error_class,
+            "error_message": exch.error_message, "duration_ms": exch.duration_ms,
+            "created_at": to_db(exch.started_at),
+        })
+    changes: dict = {}  # (claim, new values) -> delivery ids
+    for row in claimed:
+        outcome = outcomes[row["id"]]
+        if outcome is UNSENT:
+            values = {"state": "pending", "claim": None, "locked_until": None, "job_id": None,
+                      "next_attempt_at": to_db(now), "attempts": row["attempts"] - 1,
+                      "updated_at": to_db(now)}
+            changes.setdefault((row["claim"], tuple(values.items())), []).append(row["id"])
+            result.add("pending")
+            continue
+        tries = row["attempts"] - (row.get("retry_base") or 0)  # since the last replay
+        new_state, when = next_state(outcome, tries, dest.retry_max,
+                                     dest.retry_backoff, now, from_db(row["created_at"]))
+        values = {"state": new_state, "claim": None, "locked_until": None,
+                  "updated_at": to_db(now), "last_code": outcome.code,
+                  "last_error": (outcome.error or None) and outcome.error[:4000]}
+        if new_state == "succeeded":
+            values.update(sent_at=to_db(now), reason=None)
+        elif new_state == "pending":
+            values.update(next_attempt_at=to_db(when), reason="retrying")
+        else:
+            values["reason"] = (outcome.error or new_state)[:255]
+        changes.setdefault((row["claim"], tuple(values.items())), []).append(row["id"])
+        result.add(new_state)
+        # One structured line per outcome, for log-based alerting (ids only).
+        log_delivery(row["id"], dest.name, new_state, row["attempts"],
+                     outcome.code or outcome.kind, row.get("_message_id"))
     with engine.begin() as conn:
-        for exch, ids in exchanges:
-            first = by_id[ids[0]] if ids else None
-            outcome = outcomes.get(ids[0]) if ids else None
-            res = conn.execute(insert(tracks_t), {
-                "delivery_id": first["id"] if first else None,
-                "incoming_id": first["event_id"] if first else None,
-                "destination": dest.name, "connector": dest.connector,
-                "attempt": first["attempts"] if first else 0,
-                "outcome": outcome.kind if outcome else "auth",
-                "method": exch.method, "url": exch.url,
-                "request_headers": exch.request_headers, "request_body": exch.request_body,
-                "status": exch.status, "response_headers": exch.response_headers,
-                "response_body": exch.response_body, "error_class": exch.error_class,
-                "error_message": exch.error_message, "duration_ms": exch.duration_ms,
-                "created_at": to_db(exch.started_at),
-            })
-            track_id = res.inserted_primary_key[0]
-            if ids:
-                conn.execute(insert(items_t), [
-                    {"track_id": track_id, "delivery_id": i, "event_id": by_id[i]["event_id"]}
-                    for i in ids])
-        for row in claimed:
-            outcome = outcomes[row["id"]]
-            tries = row["attempts"] - (row.get("retry_base") or 0)  # since the last replay
-            new_state, when = next_state(outcome, tries, dest.retry_max,
-                                         dest.retry_backoff, now, from_db(row["created_at"]))
-            values = {"state": new_state, "claim": None, "locked_until": None,
-                      "updated_at": to_db(now), "last_code": outcome.code,
-                      "last_error": (outcome.error or None) and outcome.error[:4000]}
-            if new_state == "succeeded":
-                values.update(sent_at=to_db(now), reason=None)
-            elif new_state == "pending":
-                values.update(next_attempt_at=to_db(when), reason="retrying")
-            else:
-                values["reason"] = (outcome.error or new_state)[:255]
-            conn.execute(update(deliveries_t)
-                         .where(and_(d.id == row["id"], d.claim == row["claim"]))
-                         .values(**values))
-            result.add(new_state)
-            log = logger.info if new_state in ("succeeded", "pending") else logger.warning
-            log("delivery %s to %s: %s after attempt %s (%s)", row["id"], dest.name, new_state,
-                row["attempts"], outcome.code or outcome.kind)
+        track_ids = _insert_tracks(conn, tracks)
+        items = [{"track_id": track_id, "delivery_id": i, "event_id": by_id[i]["event_id"]}
+                 for track_id, (_, ids) in zip(track_ids, exchanges, strict=True) for i in ids]
+        if items:
+            conn.execute(insert(items_t), items)
+        for (claim, values), ids in changes.items():
+            conn.execute(update(deliveries_t).where(d.id.in_(ids), d.claim == claim)
+                         .values(**dict(values)))
+
+
+def _insert_tracks(conn, rows: list[dict]) -> list[int]:
+    """Insert Track rows, return their ids in order (one statement where RETURNING exists)."""
+    if not rows:
+        return []
+    if conn.dialect.insert_returning and len(rows) > 1:
+        params = {f"{k}_{i}": v for i, row in enumerate(rows) for k, v in row.items()}
+        stmt = _multi_insert(conn.dialect.identifier_preparer, len(rows), tuple(rows[0]))
+        # Auto-increment ids grow in VALUES order within one statement.
+        ids = sorted(conn.execute(stmt, params).scalars())
+        if len(ids) != len(rows):
+            raise RuntimeError("INSERT ... RETURNING gave fewer ids than rows")
+        return ids
+    return [conn.execute(insert(tracks_t), row).inserted_primary_key[0] for row in rows]
+
+
+@functools.lru_cache(maxsize=128)
+def _multi_insert(preparer, n: int, columns: tuple):
+    """INSERT INTO tracks (...) VALUES (...) x n RETURNING id, as a typed text() statement:
+    SQLAlchemy caches its compiled form, which it does not for insert().values(list)."""
+    c = tracks_t.c
+    names = ", ".join(preparer.quote(k) for k in columns)
+    rows = ", ".join("(" + ", ".join(f":{k}_{i}" for k in columns) + ")" for i in range(n))
+    sql = (f"INSERT INTO {preparer.quote(tracks_t.name)} ({names}) VALUES {rows} "
+           f"RETURNING {preparer.quote('id')}")
+    return text(sql).bindparams(
+        *[bindparam(f"{k}_{i}", type_=c[k].type) for i in range(n) for k in columns]
+    ).columns(c.id)
 
 
 def _release(engine, ids) -> None:

@@ -75,8 +75,9 @@ def enqueue_groups(state, conn, groups: dict, enqueue, now, extra_values=None) -
             ids = [i for i, _ in chunk]
             job_id = job_id_for(destination, chunk)
             conn.execute(update(deliveries_t).where(d.id.in_(ids))
-                         .values(state="queued", job_id=job_id, updated_at=to_db(now),
-                                 **(extra_values or {})))
+                         .values(**{"state": "queued", "job_id": job_id,
+                                    "locked_until": None,  # no running job holds it yet
+                                    "updated_at": to_db(now), **(extra_values or {})}))
             enqueue(destination, ids, job_id)
             moved += len(ids)
     return moved

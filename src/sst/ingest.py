@@ -12,12 +12,13 @@ import logging
 
 from flask import Blueprint, Response, current_app, request
 
-from . import storage
+from . import metrics, storage
 from .attribution import ad_cookies
 from .clock import utcnow
 from .cors import add_cors_headers
 from .errors import ApiError, StorageUnavailableError
 from .jsonutil import MalformedJSON, dumps, loads
+from .logs import log_rejection
 from .messages import Rejection, RequestInfo, prepare
 from .pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
 from .schemas import MESSAGE_TYPES
@@ -25,6 +26,7 @@ from .schemas import MESSAGE_TYPES
 logger = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
 bp.after_request(add_cors_headers)
+bp.after_request(metrics.record_response)
 
 SUCCESS = b'{"success":true}'
 SINGLE = {t: t for t in MESSAGE_TYPES}
@@ -40,15 +42,47 @@ def _json_response(body: bytes | dict, status=200) -> Response:
     return Response(data, status=status, mimetype="application/json")
 
 
-def _read_body(limit: int) -> bytes:
-    """The request body, refusing more than `limit` bytes before reading them all."""
+def _read_body(limit: int, code: str = "payload_too_large") -> bytes:
+    """The request body, refusing more than `limit` bytes before reading them all.
+
+    A gzip body (Content-Encoding: gzip, as Segment's SDKs send with gzip=True) is measured
+    after decompression, so a small bomb cannot get past the limit.
+    """
+    too_large = ApiError(413, code, f"the body may be {limit // 1024} KiB at most")
+    encoding = (request.headers.get("Content-Encoding") or "").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return _gunzip(request.stream, limit, too_large)
     length = request.content_length
     if length is not None and length > limit:
-        raise ApiError(413, "payload_too_large", f"the body may be {limit // 1024} KiB at most")
+        raise too_large
     data = request.stream.read(limit + 1)
     if len(data) > limit:
-        raise ApiError(413, "payload_too_large", f"the body may be {limit // 1024} KiB at most")
+        raise too_large
     return data
+
+
+def _gunzip(stream, limit: int, too_large: ApiError) -> bytes:
+    import zlib
+
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = bytearray()
+    read = 0
+    try:
+        while chunk := stream.read(64 * 1024):
+            read += len(chunk)
+            if read > limit + 16 * 1024:  # gzip adds a few bytes at most to what it holds
+                raise too_large
+            out += inflater.decompress(chunk, limit + 1 - len(out))
+            if len(out) > limit:
+                raise too_large
+        out += inflater.flush()
+    except zlib.error:
+        raise ApiError(400, "malformed_body", "the body is not valid gzip") from None
+    if len(out) > limit:
+        raise too_large
+    if not inflater.eof:
+        raise ApiError(400, "malformed_body", "the gzip body is truncated")
+    return bytes(out)
 
 
 def _basic_auth_key() -> str | None:
@@ -78,9 +112,10 @@ def _authenticate(body_key, *, allow_query=False):
         raise ApiError(401, "unknown_write_key", "the write key is not known")
     origin = request.headers.get("Origin")
     if origin is not None and origin.rstrip("/") not in source.origins:
-        raise ApiError(403, "origin_not_allowed",
-                       f"origin {origin[:100]!r} may not send with this write key",
-                       source=source.name)
+        err = ApiError(403, "origin_not_allowed",
+                       f"origin {origin[:100]!r} may not send with this write key")
+        err.source = source.name  # for the rejected_payloads row, not for the answer
+        raise err
     return source, method
 
 
@@ -120,6 +155,7 @@ def _reject(status, code, message, *, source=None, details=None, body=None):
         status=status, error=code, message=message[:1000], details=details, body=body,
         ip=request.remote_addr, user_agent=request.headers.get("User-Agent"),
         origin=request.headers.get("Origin"))
+    log_rejection(source, request.path[:64], status, code)
 
 
 @bp.route("/v1/<kind>", methods=["POST"])
@@ -131,10 +167,10 @@ def collect(kind):
     body = b""
     source = None
     try:
-        body = _read_body(state.max_batch_bytes if is_batch else state.max_message_bytes)
-        if not is_batch and len(body) > state.max_message_bytes:
-            raise ApiError(413, "message_too_large", "a message may be "
-                           f"{state.max_message_bytes // 1024} KiB at most")
+        if is_batch:
+            body = _read_body(state.max_batch_bytes)
+        else:
+            body = _read_body(state.max_message_bytes, "message_too_large")
         try:
             payload = loads(body)
         except MalformedJSON as exc:
@@ -157,8 +193,12 @@ def collect(kind):
     except ApiError as exc:
         # Floods (429) and outages (503) are counted in logs, not stored row by row.
         if exc.status not in (429, 503):
-            _reject(exc.status, exc.code, exc.message, source=source.name if source else None,
+            name = source.name if source else getattr(exc, "source", None)
+            _reject(exc.status, exc.code, exc.message, source=name,
                     details=exc.details or None, body=body)
+        else:
+            log_rejection(source.name if source else None, request.path[:64], exc.status,
+                          exc.code)
         raise
 
 
@@ -218,10 +258,12 @@ def _store(source, auth, messages, is_batch, body, payload):
             r = rejected[0]
             raise ApiError(413 if r["error"] == "message_too_large" else 400, r["error"],
                            r["message"], **({"fields": r["fields"]} if "fields" in r else {}))
+        metrics.count_messages(source.name, 0, len(rejected))
         raise ApiError(400, "invalid_batch", "no message in the batch is valid",
                        rejected=rejected)
     try:
         state.store(prepared)
+        metrics.count_messages(source.name, len(prepared), len(rejected))
     except StorageUnavailableError as exc:
         logger.error("storage unavailable, answering 503: %s", exc)
         err = ApiError(503, "storage_unavailable",
@@ -266,13 +308,16 @@ def pixel(kind):
         if isinstance(result, Rejection):
             raise ApiError(result.status, result.error, result.message)
         state.store([result])
+        metrics.count_messages(source.name, 1, 0)
         _set_cookie(resp, info.visitor_id)
     except PixelError as exc:
         _reject(400, exc.code, exc.message, body=request.query_string)
     except ApiError as exc:
         if exc.status != 429:
-            _reject(exc.status, exc.code, exc.message, source=source.name if source else None,
-                    body=request.query_string)
+            name = source.name if source else getattr(exc, "source", None)
+            _reject(exc.status, exc.code, exc.message, source=name, body=request.query_string)
     except StorageUnavailableError as exc:
         logger.error("storage unavailable for a pixel hit: %s", exc)
+    except Exception:  # an <img> cannot show an error: the contract is the GIF, always
+        logger.exception("pixel hit failed on %s", request.path[:64])
     return resp

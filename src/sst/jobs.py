@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import timedelta
 
+from .alerts import run_alerts
 from .delivery import process
 from .dispatch import relay, sweep
 
@@ -119,6 +120,7 @@ def start_embedded_worker(app, poll: float = 0.5, sweep_every: float = 30.0):
                     if time.monotonic() - last_sweep > sweep_every:
                         sweep(state)
                         last_sweep = time.monotonic()
+                        run_alerts(app)
                     if run_inline(state):
                         continue
             except Exception:  # keep the embedded worker alive; the rows stay in the outbox
@@ -169,6 +171,7 @@ def run_worker(app, *, burst: bool = False, queues=(QUEUE,), worker_class: str =
                     if time.monotonic() - last_sweep > sweep_every:
                         sweep(state, alive)
                         last_sweep = time.monotonic()
+                        run_alerts(app)
                     if relay(state, enqueue):
                         continue
             except Exception:  # the relay retries; rows stay pending in the outbox

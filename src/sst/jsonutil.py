@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
+
+_LONG_DIGITS = re.compile(rb"\d{19}")
 
 # Deeper bodies are refused as malformed: no real message nests this far, and it keeps every
 # later dumps() (orjson stops at 254 levels, the stdlib at the recursion limit) safe.
@@ -43,9 +46,13 @@ def loads(data: bytes | str):
     """Parse JSON strictly: no NaN/Infinity, no lone surrogates, big integers allowed,
     at most MAX_PARSE_DEPTH levels."""
     try:
+        # orjson reads integers beyond 64 bits as floats, losing digits (an order id of 25
+        # digits would change); bodies holding such long digit runs go to the stdlib.
+        if _LONG_DIGITS.search(data if isinstance(data, bytes) else data.encode("utf-8",
+                                                                            "replace")):
+            raise orjson.JSONDecodeError("long integer", "", 0)
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
-        # orjson refuses integers beyond 64 bits, which JSON allows; the stdlib takes them.
         try:
             value = json.loads(data, parse_constant=_no_constants)
         except (ValueError, UnicodeError, RecursionError) as exc:

@@ -9,10 +9,10 @@ from functools import lru_cache
 
 from marshmallow import ValidationError
 
-from .attribution import page_url_of, parse_touch, referrer_of
+from .attribution import AD_COOKIES, page_url_of, parse_touch, referrer_of
 from .clock import corrected_event_time, to_db
 from .jsonutil import dumps, nesting_depth
-from .schemas import flat_errors, message_schema
+from .schemas import flat_errors, message_schema, quick_load
 from .storage import PreparedEvent, Touch
 
 
@@ -70,6 +70,17 @@ def _context_str(context, key, limit):
     return value[:limit] if isinstance(value, str) and value else None
 
 
+def _ad_cookies(context, from_http: dict) -> dict:
+    """The ad cookies of the request, plus those sst.js read on the page (context.cookies):
+    a pixel's host-only cookie on www. never reaches t. as an HTTP cookie."""
+    sent = context.get("cookies") if isinstance(context, dict) else None
+    if not isinstance(sent, dict):
+        return from_http
+    extra = {k: v for k in AD_COOKIES
+             if isinstance(v := sent.get(k), str) and 0 < len(v) <= 255}
+    return {**extra, **from_http} if extra else from_http
+
+
 def prepare(raw: dict, info: RequestInfo, index: int | None = None,
             max_bytes: int | None = None) -> PreparedEvent | Rejection:
     """Validate one message and build its rows; never raises on bad input."""
@@ -82,7 +93,7 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
         return Rejection(413, "message_too_large",
                          f"a message may be {max_bytes // 1024} KiB at most")
     try:
-        msg = message_schema.load(raw)
+        msg = quick_load(raw) or message_schema.load(raw)
     except ValidationError as exc:
         fields_ = flat_errors(exc.messages)
         return Rejection(400, "invalid_message", "the message is not valid: "
@@ -104,6 +115,7 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
     event_time = corrected_event_time(received, timestamp, sent_at)
 
     context = msg.get("context") or {}
+    ad_cookies = _ad_cookies(context, info.ad_cookies)
     page_url = page_url_of(raw)
     referrer = referrer_of(raw)
     ip = _context_str(context, "ip", 45) or info.ip
@@ -125,8 +137,8 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
         request["origin"] = info.origin
     if info.content_type:
         request["content_type"] = info.content_type[:100]
-    if info.ad_cookies:
-        request["ad_cookies"] = info.ad_cookies
+    if ad_cookies:
+        request["ad_cookies"] = ad_cookies
     if index is not None:
         request["batch_index"] = index
     row = {
@@ -169,9 +181,9 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
             clicks = {**more_clicks, **clicks}
             utm = {**more_utm, **utm}
         wants_touch = (clicks or utm or info.cookie_state == "new"
-                       or (info.ad_cookies and kind == "page"))
+                       or (ad_cookies and kind == "page"))
         if wants_touch:
             touch = Touch(anonymous_id=anonymous_id, source=info.source, at=db_time,
                           clicks=clicks, utm=utm, landing_page=page_url, referrer=referrer,
-                          cookies=info.ad_cookies)
+                          cookies=ad_cookies)
     return PreparedEvent(row=row, touch=touch, links=links)

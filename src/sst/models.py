@@ -162,6 +162,7 @@ class Delivery(db.Model):
         Index("ix_deliveries_state_next", "state", "next_attempt_at"),
         Index("ix_deliveries_destination_state", "destination", "state", "event_time"),
         Index("ix_deliveries_claim", "claim"),
+        Index("ix_deliveries_state_updated", "state", "updated_at"),
         TABLE_OPTS,
     )
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import mysql, sqlite
 
 from .clock import to_db, utcnow
 from .identity.crypto import PhoneCipher, new_user_id, phone_lookup_key
@@ -23,10 +24,17 @@ class DbCodeStore:
         self.engine = engine
 
     def put(self, key: str, code_hash: str, expires_at: float) -> None:
+        # One upsert: DELETE + INSERT deadlocked when two sends for a new phone raced (both
+        # DELETEs take the gap lock, then each INSERT waits for the other's).
+        row = {"key": key, "code_hash": code_hash, "expires_at": expires_at, "attempts": 0}
+        fresh = {"code_hash": code_hash, "expires_at": expires_at, "attempts": 0}
+        if self.engine.dialect.name in ("mysql", "mariadb"):
+            stmt = mysql.insert(codes_t).values(row).on_duplicate_key_update(fresh)
+        else:
+            stmt = sqlite.insert(codes_t).values(row).on_conflict_do_update(
+                index_elements=[codes_t.c.key], set_=fresh)
         with self.engine.begin() as conn:
-            conn.execute(delete(codes_t).where(codes_t.c.key == key))
-            conn.execute(insert(codes_t), {"key": key, "code_hash": code_hash,
-                                           "expires_at": expires_at, "attempts": 0})
+            conn.execute(stmt)
 
     def get(self, key: str) -> StoredCode | None:
         with self.engine.connect() as conn:

@@ -8,25 +8,42 @@ import math
 import time
 from functools import cached_property
 
+from .errors import SstError
+
 logger = logging.getLogger(__name__)
+
+# The request path must not hang on a Redis that stopped answering: redis-py waits forever
+# by default (socket_timeout=None), and a blackholed host takes the OS connect timeout.
+REDIS_OPTIONS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+
+
+class ThrottleUnavailableError(SstError):
+    """The limiter's storage cannot be reached and the caller asked not to fail open."""
 
 
 class Throttle:
-    def __init__(self, storage_uri: str | None):
+    def __init__(self, storage_uri: str | None, key_prefix: str | None = None):
         self.storage_uri = storage_uri or "memory://"
+        self.key_prefix = key_prefix  # Redis only; None keeps the library's "LIMITS"
 
     @cached_property
     def _limiter(self):
         from limits.storage import storage_from_string
         from limits.strategies import SlidingWindowCounterRateLimiter
 
-        return SlidingWindowCounterRateLimiter(storage_from_string(self.storage_uri))
+        options = {}
+        if self.storage_uri.startswith("redis"):
+            options.update(REDIS_OPTIONS)
+            if self.key_prefix:
+                options["key_prefix"] = self.key_prefix
+        return SlidingWindowCounterRateLimiter(storage_from_string(self.storage_uri, **options))
 
-    def hit(self, rate: str | None, *identifiers: str) -> int | None:
+    def hit(self, rate: str | None, *identifiers: str, fail_open: bool = True) -> int | None:
         """Count one hit; None when allowed, else the seconds to wait (Retry-After).
 
         A limiter that cannot be reached lets the request through: losing rate limiting
-        for a while is better than refusing every visitor.
+        for a while is better than refusing every visitor. Where a request costs money
+        (an SMS), pass ``fail_open=False`` to get ThrottleUnavailableError instead.
         """
         if not rate:
             return None
@@ -39,5 +56,7 @@ class Throttle:
             reset = self._limiter.get_window_stats(item, *identifiers).reset_time
         except Exception as exc:
             logger.warning("rate limiter unavailable: %s", exc.__class__.__name__)
+            if not fail_open:
+                raise ThrottleUnavailableError(exc.__class__.__name__) from None
             return None
         return max(1, math.ceil(reset - time.time()))

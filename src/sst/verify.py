@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import uuid
 
+import phonenumbers
 from flask import Blueprint, Response, current_app, request
+from sqlalchemy.exc import OperationalError
 
 from . import people
 from .cors import add_cors_headers
@@ -20,6 +22,7 @@ from .identity.phone import InvalidPhoneError, mask_phone, normalize_phone, regi
 from .ingest import _authenticate, _read_body, _request_info, _set_cookie, _visitor
 from .jsonutil import MalformedJSON, dumps, loads
 from .messages import Rejection, prepare
+from .throttle import ThrottleUnavailableError
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("verify", __name__)
@@ -50,6 +53,12 @@ def _limited(retry_after: int) -> ApiError:
     return err
 
 
+def _unavailable(message: str, **details) -> ApiError:
+    err = ApiError(503, "otp_unavailable", message, **details)
+    err.headers["Retry-After"] = "30"
+    return err
+
+
 def _parse_body() -> dict:
     ctype = (request.mimetype or "").lower()
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
@@ -72,10 +81,16 @@ def _phone(body) -> str:
         raise ApiError(400, "invalid_phone", "phone is required",
                        fields={"phone": "required"})
     try:
-        return normalize_phone(raw, _setting("default_region") or "US")
+        e164 = normalize_phone(raw, _setting("default_region") or "US")
     except InvalidPhoneError as exc:
         raise ApiError(400, "invalid_phone", "this phone number cannot receive codes",
                        fields={"phone": exc.reason}) from None
+    # phonenumbers reads letters as a keypad ("650 CALL NOW"): nobody types their own mobile
+    # that way, so a code would go to whoever owns the spelled number.
+    if phonenumbers.is_alpha_number(raw):
+        raise ApiError(400, "invalid_phone", "this phone number cannot receive codes",
+                       fields={"phone": "not_a_number"})
+    return e164
 
 
 def _begin():
@@ -100,19 +115,25 @@ def send():
                       (_setting("send_limit_phone"), ("otp-send-phone", key)),
                       (f"{budget}/day" if budget else None,
                        ("otp-send-country", region_of(phone)))):
-        wait = state.throttle.hit(rate, *ids)
+        try:
+            # Fail closed: without the counters nothing bounds what SMS cost.
+            wait = state.throttle.hit(rate, *ids, fail_open=False)
+        except ThrottleUnavailableError:
+            raise _unavailable("codes cannot be sent right now; retry later") from None
         if wait is not None:
             logger.warning("otp send refused by %s for %s", ids[0], mask_phone(phone))
             raise _limited(wait)
-    result = state.otp_provider.send(phone)
+    try:
+        result = state.otp_provider.send(phone)
+    except OperationalError as exc:  # the code store (database) of our own providers
+        logger.error("otp code store unavailable: %s", exc.__class__.__name__)
+        raise _unavailable("codes cannot be sent right now; retry later") from None
     if result.status == "invalid_phone":
         raise ApiError(400, "invalid_phone", "this phone number cannot receive codes")
     if result.status == "rate_limited":
         raise _limited(int(result.retry_after or 600))
     if result.status != "pending":
-        err = ApiError(503, "otp_unavailable", "codes cannot be sent right now; retry later")
-        err.headers["Retry-After"] = "30"
-        raise err
+        raise _unavailable("codes cannot be sent right now; retry later")
     resp = _json({"status": "pending"}, 202)
     _issue_cookie(resp, source, auth, body)
     return resp
@@ -137,7 +158,11 @@ def verify():
             err = _limited(wait)
             err.details["verified"] = False
             raise err
-    result = state.otp_provider.check(phone, str(code))
+    try:
+        result = state.otp_provider.check(phone, str(code))
+    except OperationalError as exc:
+        logger.error("otp code store unavailable: %s", exc.__class__.__name__)
+        raise _unavailable("codes cannot be checked right now", verified=False) from None
     if result.status == "wrong_code":
         raise ApiError(400, "wrong_code", "the code is not right", verified=False)
     if result.status == "expired":
@@ -149,10 +174,7 @@ def verify():
         err.details["verified"] = False
         raise err
     if result.status != "approved":
-        err = ApiError(503, "otp_unavailable", "codes cannot be checked right now",
-                       verified=False)
-        err.headers["Retry-After"] = "30"
-        raise err
+        raise _unavailable("codes cannot be checked right now", verified=False)
 
     info = _request_info(source, auth, request.path)
     visitor = _visitor(info, request.headers.get("Origin") is not None, body.get("anonymousId"))
@@ -161,8 +183,14 @@ def verify():
         for anon in {visitor, _str_id(body.get("anonymousId"))} - {None}:
             people.link_device(state.engine, anon, user_id)
         _record_events(state, info, user_id, visitor or _str_id(body.get("anonymousId")))
-    except StorageUnavailableError:
-        raise ApiError(503, "storage_unavailable", "retry later") from None
+    except (StorageUnavailableError, OperationalError) as exc:
+        # person_for_phone and link_device write through the engine directly: their
+        # OperationalError must be a 503 too, not an unexpected 500.
+        logger.error("storage unavailable after a verification: %s", exc.__class__.__name__)
+        err = ApiError(503, "storage_unavailable", "the verification cannot be saved right "
+                       "now; ask for a new code and retry", verified=False)
+        err.headers["Retry-After"] = "30"
+        raise err from None
     logger.info("phone %s verified (%s person)", mask_phone(phone),
                 "new" if created else "known")
     resp = _json({"verified": True, "userId": user_id}, 200)
@@ -185,8 +213,10 @@ def _record_events(state, info, user_id, anonymous_id) -> None:
                  "messageId": f"otp-{uuid.uuid4()}", "traits": {"phoneVerified": True}}]
     conversion = _setting("conversion_event")
     if conversion:
+        # One conversion per person: a second device verifying the same phone is a
+        # duplicate messageId, stored and sent once.
         messages.append({"type": "track", "event": conversion, "userId": user_id,
-                         "anonymousId": anonymous_id, "messageId": f"otp-{uuid.uuid4()}",
+                         "anonymousId": anonymous_id, "messageId": f"otp-conv-{user_id}",
                          "properties": {}})
     prepared = []
     for msg in messages:

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from sst import models  # noqa: F401  (registers the tables on db.metadata)
+from sst import alerts, models, privacy  # noqa: F401  (registers the tables on db.metadata)
 from sst.extensions import db
 
 config = context.config

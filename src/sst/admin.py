@@ -1,0 +1,261 @@
+"""blueprint "admin": the operator dashboard at /admin. Read-only, server-rendered.
+
+Off (404) unless a token is configured: `[admin] token = "env:SST_ADMIN_TOKEN"` in the TOML
+file (or SST_ADMIN_TOKEN). Requests authenticate with `Authorization: Bearer <token>` or
+HTTP Basic with user "admin" (`[admin] user`) and the token as password.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from datetime import timedelta
+
+from flask import Blueprint, Response, abort, current_app, render_template, request
+from sqlalchemy import or_, select
+
+from . import charts, ops, reports
+from .clock import iso, parse_relative, utcnow
+from .config import resolve_env_refs
+from .errors import ConfigError
+from .models import Delivery, Event, Track, TrackItem
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+
+MIN_TOKEN_LEN = 16
+# Routes take every method so that, while the dashboard is off, a POST answers 404 like a GET
+# (not 405, which would tell that /admin exists); once authenticated, only GET and HEAD pass.
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+BODY_SHOWN = 8192  # characters of a request or answer body shown on a page
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+def admin_credentials(config) -> tuple[str, str] | None:
+    """(user, token) when the dashboard is configured and usable, else None."""
+    section = config.get("ADMIN") or {}
+    token = section.get("token") or config.get("ADMIN_TOKEN")
+    if token is None:
+        return None
+    try:
+        token = str(resolve_env_refs(token, "[admin]", "token"))
+    except ConfigError as exc:
+        _off(str(exc))
+        return None
+    if len(token) < MIN_TOKEN_LEN:
+        _off(f"[admin] token is shorter than {MIN_TOKEN_LEN} characters")
+        return None
+    return str(section.get("user") or "admin"), token
+
+
+_reported: set = set()
+
+
+def _off(reason: str) -> None:
+    """Say once per process why a configured dashboard stays off (never the token itself)."""
+    if reason not in _reported:
+        _reported.add(reason)
+        logger.error("admin dashboard off: %s", reason)
+
+
+def _authorized(user: str, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    auth = request.authorization
+    if auth is None or auth.type != "basic" or auth.password is None:
+        return False
+    # Both compared, always: the time taken says nothing about which one was wrong.
+    ok_user = hmac.compare_digest((auth.username or "").encode(), user.encode())
+    ok_token = hmac.compare_digest(auth.password.encode(), token.encode())
+    return ok_user and ok_token
+
+
+@bp.before_request
+def _guard():
+    creds = admin_credentials(current_app.config)
+    if creds is None:
+        abort(404)
+    if not _authorized(*creds):
+        return Response("Authentication required.\n", 401, mimetype="text/plain",
+                        headers={"WWW-Authenticate": 'Basic realm="sst admin", charset="UTF-8"'})
+    if request.method not in ("GET", "HEAD"):
+        abort(405, valid_methods=["GET", "HEAD"])  # read-only
+    return None
+
+
+@bp.after_request
+def _headers(resp):
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Content-Security-Policy"] = CSP
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
+
+
+def _state():
+    return current_app.extensions["sst"]
+
+
+def _pretty(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value[:BODY_SHOWN]
+    text = json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+    return text if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + "\n… (cut)"
+
+
+def _age(seconds) -> str | None:
+    if seconds is None:
+        return None
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def _window_arg(name, default):
+    value = request.args.get(name, default) or default
+    if value is None:
+        return None, None
+    try:
+        return parse_relative(value), None
+    except ValueError:
+        return None, f"{name}: {value!r} is not '7d', '12h', '30m' or an ISO date"
+
+
+@bp.route("/", methods=METHODS)
+def status():
+    """Per destination over a window: requests, outcomes, latency, the last error."""
+    since, error = _window_arg("window", "24h")
+    if error:
+        since = utcnow() - timedelta(hours=24)
+    rows = ops.destination_status(_state(), utcnow() - since)
+    chart = charts.bars(
+        "Deliveries by destination and state",
+        [(r["destination"], {"succeeded": r["succeeded"], "failed": r["failed"],
+                             "skipped": r["skipped"], "waiting": r["pending"]}) for r in rows],
+        ["succeeded", "failed", "skipped", "waiting"])
+    backlog = ops.delivery_backlog(_state())
+    return render_template("admin/status.html", rows=rows, chart=chart, error=error,
+                           backlog=backlog, oldest=_age(backlog["oldest_pending_age_s"]),
+                           window=request.args.get("window", "24h")), 400 if error else 200
+
+
+@bp.route("/failures", methods=METHODS)
+def failures():
+    """The latest requests that did not succeed, with the (masked) request and the answer."""
+    t = Track.__table__.c
+    destination = request.args.get("destination") or None
+    q = select(Track.__table__).where(t.outcome != "success").order_by(t.id.desc()).limit(50)
+    if destination:
+        q = q.where(t.destination == destination)
+    with _state().engine.connect() as conn:
+        rows = [_track_view(r) for r in conn.execute(q)]
+    return render_template("admin/failures.html", rows=rows, destination=destination,
+                           destinations=sorted(_state().destinations))
+
+
+def _track_view(r) -> dict:
+    return {"id": r.id, "time": iso(r.created_at), "destination": r.destination,
+            "attempt": r.attempt, "outcome": r.outcome, "status": r.status,
+            "method": r.method, "url": r.url, "duration_ms": r.duration_ms,
+            "error": " ".join(x for x in (r.error_class, r.error_message) if x),
+            "request_headers": _pretty(r.request_headers), "request_body": _pretty(r.request_body),
+            "response_body": _pretty(r.response_body), "event_id": r.incoming_id}
+
+
+@bp.route("/events", methods=METHODS)
+def event_lookup():
+    """An event by messageId (any source), with its deliveries and the requests that sent it."""
+    message_id = (request.args.get("message_id") or "").strip()
+    found = []
+    if message_id:
+        e, d, t, ti = (Event.__table__, Delivery.__table__, Track.__table__,
+                       TrackItem.__table__)
+        with _state().engine.connect() as conn:
+            for ev in conn.execute(select(e).where(e.c.message_id == message_id)
+                                   .order_by(e.c.id).limit(20)):
+                dels = conn.execute(select(d).where(d.c.event_id == ev.id)
+                                    .order_by(d.c.destination)).all()
+                tracks = conn.execute(
+                    select(t).where(or_(t.c.id.in_(select(ti.c.track_id)
+                                                   .where(ti.c.event_id == ev.id)),
+                                        t.c.incoming_id == ev.id))
+                    .order_by(t.c.id)).all()
+                found.append({"event": ev, "time": iso(ev.event_time),
+                              "received": iso(ev.received_at),
+                              "message": _pretty(ev.message),
+                              "deliveries": dels, "tracks": [_track_view(x) for x in tracks]})
+    return (render_template("admin/event.html", message_id=message_id, found=found),
+            404 if message_id and not found else 200)
+
+
+@bp.route("/reports", methods=METHODS)
+def reports_page():
+    """The reports of `sst report`, as charts and tables."""
+    since, e1 = _window_arg("since", "30d")
+    until, e2 = _window_arg("until", None)
+    error = e1 or e2
+    source = request.args.get("source") or None
+    if error:
+        return render_template("admin/reports.html", error=error, args=request.args,
+                               sources=_source_names()), 400
+    window = reports.Window(since, until or utcnow(), source)
+    data = reports.run(_state().engine, window,
+                       conversion_events=reports.configured_conversion_events(current_app.config))
+    return render_template("admin/reports.html", data=data, args=request.args,
+                           sources=_source_names(), charts=_report_charts(data))
+
+
+def _source_names() -> list[str]:
+    return sorted(s.name for s in _state().sources.values())
+
+
+def _report_charts(data: dict) -> dict:
+    days = sorted({r["day"] for r in data["events"]})
+    totals: dict = {}
+    for r in data["events"]:
+        totals[r["name"]] = totals.get(r["name"], 0) + r["events"]
+    top = sorted(totals, key=lambda n: (-totals[n], n))[:6]
+    series = {name: [0] * len(days) for name in top}
+    if len(totals) > len(top):
+        series["other"] = [0] * len(days)
+    index = {d: i for i, d in enumerate(days)}
+    for r in data["events"]:
+        series[r["name"] if r["name"] in top else "other"][index[r["day"]]] += r["events"]
+    dels = data["deliveries"]
+    a = data["attribution"]
+
+    def platforms(rows):
+        return [(r["platform"], {"conversions": r["conversions"]}) for r in rows]
+
+    return {
+        "events": charts.columns("Events by day", days, series),
+        "deliveries": charts.bars(
+            "Deliveries by destination and state",
+            [(r["destination"], {s: r[s] for s in ("succeeded", "failed", "skipped", "waiting")})
+             for r in dels], ["succeeded", "failed", "skipped", "waiting"]),
+        "latency": charts.bars(
+            "Request latency percentiles (ms)",
+            [(r["destination"], {"p50": r["p50_ms"], "p95": r["p95_ms"], "p99": r["p99_ms"]})
+             for r in dels], ["p50", "p95", "p99"], stacked=False, unit=" ms"),
+        "first_touch": charts.bars("Conversions by first-touch platform",
+                                   platforms(a["first_touch"]), ["conversions"]),
+        "last_touch": charts.bars("Conversions by last-touch platform",
+                                  platforms(a["last_touch"]), ["conversions"]),
+        "cross_device": charts.bars("Conversions credited across devices",
+                                    platforms(a["cross_device"]["by_platform"]), ["conversions"]),
+        "verified": charts.bars("Verified vs anonymous conversions",
+                                [("verified", {"conversions": a["verified"]}),
+                                 ("anonymous", {"conversions": a["anonymous"]})],
+                                ["conversions"]),
+    }

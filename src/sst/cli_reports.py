@@ -1,0 +1,143 @@
+"""`sst report`: events, deliveries and attribution as terminal tables, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from . import reports
+from .clock import parse_relative, utcnow
+
+
+def _when(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_relative(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not '7d', '12h', '30m' or an ISO date") from None
+
+
+def _pct(part, whole):
+    return round(part / whole, 4) if whole else 0.0
+
+
+def tables(data: dict) -> list[tuple[str, str, list[str], list[list]]]:
+    """The report dict as (name, title, columns, rows) tables, in a fixed order."""
+    out = []
+    if "events" in data:
+        out.append(("events", "Events by day", ["day", "name", "events", "bots"],
+                    [[r["day"], r["name"], r["events"], r["bots"]] for r in data["events"]]))
+    if "deliveries" in data:
+        cols = ["destination", "deliveries", "succeeded", "failed", "skipped", "waiting",
+                "requests", "p50_ms", "p95_ms", "p99_ms"]
+        out.append(("deliveries", "Deliveries by destination (latency: request duration)",
+                    cols, [[r[c] for c in cols] for r in data["deliveries"]]))
+    if "attribution" in data:
+        a = data["attribution"]
+        n = a["conversions"]
+        names = ", ".join(a["conversion_events"])
+        out.append(("attribution_summary", f"Conversions ({names})",
+                    ["conversions", "verified", "anonymous", "cross_device",
+                     "cross_device_share"],
+                    [[n, a["verified"], a["anonymous"], a["cross_device"]["conversions"],
+                      a["cross_device"]["share"]]]))
+        for key, title in (("first_touch", "First touch (platform)"),
+                           ("last_touch", "Last touch (platform)")):
+            out.append((f"attribution_{key}", title, ["platform", "conversions", "share"],
+                        [[r["platform"], r["conversions"], _pct(r["conversions"], n)]
+                         for r in a[key]]))
+        for key, title in (("utm_first", "First touch (utm)"),
+                           ("utm_last", "Latest touch (utm)")):
+            out.append((f"attribution_{key}", title,
+                        ["utm_source", "utm_campaign", "conversions", "share"],
+                        [[r["utm_source"], r["utm_campaign"], r["conversions"],
+                          _pct(r["conversions"], n)] for r in a[key]]))
+        out.append(("attribution_cross_device",
+                    "Credited across devices through a verified phone (cross-device)",
+                    ["platform", "conversions", "share"],
+                    [[r["platform"], r["conversions"], _pct(r["conversions"], n)]
+                     for r in a["cross_device"]["by_platform"]]))
+    return out
+
+
+def _cell(value, column) -> str:
+    if value is None:
+        return "-" if column.endswith("_ms") else "(none)"
+    if column.endswith("share"):
+        return f"{value * 100:.1f}%"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def render_text(table) -> str:
+    _name, title, columns, rows = table
+    cells = [[_cell(v, c) for v, c in zip(row, columns, strict=True)] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    numeric = [bool(rows) and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
+               for i in range(len(columns))]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+
+    out = [title, line(columns), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells] or ["(no rows)"]
+    return "\n".join(out)
+
+
+def render_csv(table) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    _name, _title, columns, rows = table
+    writer.writerow(columns)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return buf.getvalue()
+
+
+@click.command("report")
+@click.argument("which", type=click.Choice(["all", *reports.REPORTS]), default="all")
+@click.option("--since", default="30d", show_default=True, callback=_when,
+              help="Start of the window: '7d', '12h' before now, or an ISO date (UTC).")
+@click.option("--until", default=None, callback=_when,
+              help="End of the window, exclusive (default: now).")
+@click.option("--source", default=None, help="Only events of this [[source]].")
+@click.option("--conversion-event", "conversion_events", multiple=True,
+              help="A conversion event name (repeat it); default: CONVERSION_EVENTS.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="CSV; with several tables each starts with a '# name' line.")
+@with_appcontext
+def report(which, since, until, source, conversion_events, as_json, as_csv):
+    """Reports: events by day, deliveries by destination, conversion attribution.
+
+    WHICH is events, deliveries, attribution or all (the default). Every figure is computed
+    in the database.
+    """
+    from .jsonutil import dumps
+
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv exclude each other")
+    window = reports.Window(since, until or utcnow(), source)
+    names = list(conversion_events) or reports.configured_conversion_events(current_app.config)
+    which = reports.REPORTS if which == "all" else (which,)
+    data = reports.run(current_app.extensions["sst"].engine, window, which, names)
+    if as_json:
+        click.echo(dumps(data))
+        return
+    parts = tables(data)
+    if as_csv:
+        if len(parts) == 1:
+            click.echo(render_csv(parts[0]), nl=False)
+            return
+        click.echo("\n".join(f"# {t[0]}\n{render_csv(t)}" for t in parts), nl=False)
+        return
+    w = data["window"]
+    click.echo(f"window {w['since']} .. {w['until']}"
+               + (f", source {w['source']}" if w["source"] else ""))
+    click.echo("\n\n".join(render_text(t) for t in parts))

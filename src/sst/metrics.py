@@ -1,0 +1,267 @@
+"""Blueprint "metrics": `GET /metrics` in the Prometheus text format.
+
+Two kinds of numbers:
+
+- Ingest counters, counted in the request path (a dict look-up and an add, about a
+  microsecond): ``sst_ingest_requests_total{endpoint, status}`` and
+  ``sst_ingest_messages_total{source, result="stored"|"rejected"}``. The ingest views call
+  `count_request` (or use `record_response` as an after-request hook) and `count_messages`.
+  Under gunicorn each worker process counts on its own; set ``PROMETHEUS_MULTIPROC_DIR`` to
+  an empty, writable folder in the environment before gunicorn starts (wipe it at each start)
+  and every process writes its counters there and any process's scrape adds them up
+  (prometheus_client's multiprocess mode). Without it the counters live in the process and,
+  with them, the process_* and python_* metrics of that process are shown.
+- Delivery and queue numbers, computed at scrape time from the database (and Redis), so they
+  are right whichever web process is scraped and wherever the workers run. Windows are the
+  last 5 minutes; those gauges are meant to be read as they are, not through rate():
+  ``sst_deliveries{destination, state}`` (deliveries not finished: pending, queued, sending),
+  ``sst_deliveries_finished_5m{destination, state}``, ``sst_delivery_requests_5m{destination,
+  outcome}`` (Track rows: success, retryable, permanent, auth),
+  ``sst_delivery_latency_seconds_5m{destination, quantile}`` (0.5 and 0.95 of the request
+  durations), ``sst_delivery_oldest_waiting_seconds`` (paused destinations left out),
+  ``sst_destination_paused{destination}``, ``sst_database_up``, and with ``SST_REDIS_URL``
+  ``sst_redis_up``, ``sst_queue_depth{queue}`` and ``sst_queue_jobs{queue, registry}``.
+  A database or Redis that does not answer turns its ``*_up`` into 0; the scrape still works.
+
+Access: open, unless ``[admin] token`` is set; then the scrape must send
+``Authorization: Bearer <token>`` (Prometheus: ``authorization: {credentials: ...}``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from datetime import datetime, timedelta
+
+from flask import Blueprint, Response, current_app, request
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from sqlalchemy import func, select
+
+from . import ops
+from .alerts import finished_counts, oldest_waiting, paused_destinations
+from .clock import to_db, utcnow
+from .errors import ApiError
+from .models import Delivery, Track
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("metrics", __name__)
+
+WINDOW = timedelta(minutes=5)
+OPEN_STATES = ("pending", "queued", "sending")
+FINAL_STATES = ("succeeded", "failed", "skipped")
+QUANTILES = (0.5, 0.95)
+ENDPOINTS = frozenset(("track", "page", "screen", "identify", "alias", "group", "batch",
+                       "import"))
+
+# A registry of our own: the counters never clash with whatever else registers globally.
+INGEST = CollectorRegistry()
+REQUESTS = Counter("sst_ingest_requests", "Ingest HTTP requests by endpoint and status code.",
+                   ["endpoint", "status"], registry=INGEST)
+MESSAGES = Counter("sst_ingest_messages", "Ingested messages stored or rejected, by source.",
+                   ["source", "result"], registry=INGEST)
+
+
+# Label children by key: labels() validates and locks on every call (~4 us); a dict hit does
+# not. Both label sets are small and fixed (call types x status codes, configured sources).
+_children: dict = {}
+
+
+def _child(counter, *labels):
+    child = _children.get((counter, labels))
+    if child is None:
+        child = _children[(counter, labels)] = counter.labels(*labels)
+    return child
+
+
+def count_request(endpoint: str, status: int) -> None:
+    """Count one ingest request. `endpoint` must come from a short fixed list (label values
+    are time series): the Segment call type, "pixel" or "other"."""
+    _child(REQUESTS, endpoint, status).inc()
+
+
+def count_messages(source: str | None, stored: int, rejected: int) -> None:
+    """Count the messages of one request that were stored and rejected."""
+    name = source or "unknown"
+    if stored:
+        _child(MESSAGES, name, "stored").inc(stored)
+    if rejected:
+        _child(MESSAGES, name, "rejected").inc(rejected)
+
+
+def endpoint_label(req=None) -> str:
+    """The `endpoint` label for an ingest request: the call type, "pixel" or "other"."""
+    req = req or request
+    if req.endpoint == "ingest.pixel":
+        return "pixel"
+    kind = (req.view_args or {}).get("kind")
+    return kind if req.endpoint == "ingest.collect" and kind in ENDPOINTS else "other"
+
+
+def record_response(response):
+    """after_request hook for the ingest blueprint: counts every answer, errors included."""
+    count_request(endpoint_label(), response.status_code)
+    return response
+
+
+# --- from the database and Redis, at scrape time --------------------------------------------
+
+
+def _gauge(name, doc, labels=()):
+    return GaugeMetricFamily(name, doc, labels=list(labels))
+
+
+class DeliveryCollector:
+    """Reads deliveries, tracks and RQ at scrape time (a prometheus_client collector)."""
+
+    def __init__(self, state, now: datetime | None = None):
+        self.state = state
+        self.now = now or utcnow()
+
+    def collect(self):
+        db_up = _gauge("sst_database_up", "1 when the database answered this scrape.")
+        try:
+            families = self._database()
+        except Exception as exc:  # any failure: say so in the scrape rather than fail it
+            logger.warning("metrics: database: %s", exc.__class__.__name__)
+            db_up.add_metric([], 0)
+            families = []
+        else:
+            db_up.add_metric([], 1)
+        yield db_up
+        yield from families
+        if self.state.redis_url:
+            yield from self._redis()
+
+    def _database(self) -> list:
+        since = self.now - WINDOW
+        d, t = Delivery.__table__.c, Track.__table__.c
+        configured = sorted(self.state.destinations)
+        with self.state.engine.connect() as conn:
+            open_counts = {(dest, st): n for dest, st, n in conn.execute(
+                select(d.destination, d.state, func.count())
+                .where(d.state.in_(OPEN_STATES)).group_by(d.destination, d.state)).all()}
+            finished = finished_counts(conn, since, FINAL_STATES)
+            requests_ = conn.execute(
+                select(t.destination, t.outcome, func.count())
+                .where(t.created_at >= to_db(since))
+                .group_by(t.destination, t.outcome)).all()
+            names = sorted(set(configured) | {dest for dest, _, _ in requests_})
+            latency = {(name, q): ops._percentile(conn, name, since, q)
+                       for name in names for q in QUANTILES}
+            paused = set(paused_destinations(conn))
+            age = oldest_waiting(conn, self.now, sorted(paused))
+
+        deliveries = _gauge("sst_deliveries", "Deliveries not finished, by destination and "
+                            "state.", ["destination", "state"])
+        for dest in configured:  # zeros too: a series that vanishes cannot be alerted on
+            for st in OPEN_STATES:
+                open_counts.setdefault((dest, st), 0)
+        for (dest, st), n in sorted(open_counts.items()):
+            deliveries.add_metric([dest, st], n)
+
+        done = _gauge("sst_deliveries_finished_5m", "Deliveries that reached a final state in "
+                      "the last 5 minutes.", ["destination", "state"])
+        for dest in sorted(set(configured) | set(finished)):
+            for st in FINAL_STATES:
+                done.add_metric([dest, st], finished.get(dest, {}).get(st, 0))
+
+        sent = _gauge("sst_delivery_requests_5m", "Requests sent to platforms in the last 5 "
+                      "minutes, by outcome.", ["destination", "outcome"])
+        for dest, outcome, n in sorted(requests_):
+            sent.add_metric([dest, outcome], n)
+
+        lat = _gauge("sst_delivery_latency_seconds_5m", "Quantiles of platform request "
+                     "durations in the last 5 minutes.", ["destination", "quantile"])
+        for (dest, q), ms in latency.items():
+            if ms is not None:
+                lat.add_metric([dest, str(q)], ms / 1000.0)
+
+        oldest = _gauge("sst_delivery_oldest_waiting_seconds", "How long the oldest due "
+                        "delivery has waited (0: none; paused destinations left out).")
+        oldest.add_metric([], age or 0.0)
+
+        paused_g = _gauge("sst_destination_paused", "1 when an operator paused the "
+                          "destination.", ["destination"])
+        for dest in sorted(set(configured) | paused):
+            paused_g.add_metric([dest], 1 if dest in paused else 0)
+        return [deliveries, done, sent, lat, oldest, paused_g]
+
+    def _redis(self):
+        from .jobs import QUEUE
+
+        up = _gauge("sst_redis_up", "1 when Redis answered this scrape.")
+        try:
+            stats = ops.queue_stats(self.state.redis, [QUEUE])
+        except Exception as exc:  # Redis down must not fail the scrape
+            logger.warning("metrics: redis: %s", exc.__class__.__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        depth = _gauge("sst_queue_depth", "Jobs waiting in the RQ queue.", ["queue"])
+        jobs = _gauge("sst_queue_jobs", "RQ jobs by registry.", ["queue", "registry"])
+        for q in stats:
+            depth.add_metric([q["queue"]], q["queued"])
+            for reg in ("started", "scheduled", "deferred", "failed"):
+                jobs.add_metric([q["queue"], reg], q[reg])
+        yield depth
+        yield jobs
+
+
+# --- the view --------------------------------------------------------------------------------
+
+
+def _multiproc_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(
+        "prometheus_multiproc_dir")
+
+
+def scrape_registry(state, now=None) -> CollectorRegistry:
+    """A registry holding everything one scrape shows."""
+    registry = CollectorRegistry()
+    path = _multiproc_dir()
+    if path:
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry, path=path)
+    else:
+        registry.register(INGEST)
+        registry.register(REGISTRY)  # process_* and python_* of this process
+    registry.register(DeliveryCollector(state, now))
+    return registry
+
+
+@bp.record
+def _setup(setup_state):
+    """Read [admin] token once, at start-up (a missing env: variable fails it there)."""
+    from .config import resolve_env_refs
+
+    app = setup_state.app
+    admin = resolve_env_refs(app.config.get("ADMIN") or {}, "config [admin]")
+    app.extensions["sst.metrics"] = {"token": admin.get("token") or None}
+
+
+def _check_token(token: str) -> None:
+    header = request.headers.get("Authorization") or ""
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                             token.encode()):
+        err = ApiError(401, "unauthorized", "send Authorization: Bearer <the [admin] token>")
+        err.headers["WWW-Authenticate"] = 'Bearer realm="sst"'
+        raise err
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus scrape."""
+    token = current_app.extensions.get("sst.metrics", {}).get("token")
+    if token:
+        _check_token(token)
+    encoder, content_type = choose_encoder(request.headers.get("Accept"))
+    registry = scrape_registry(current_app.extensions["sst"])
+    return Response(encoder(registry), status=200, headers={"Content-Type": content_type,
+                                                            "Cache-Control": "no-store"})

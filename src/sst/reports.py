@@ -1,0 +1,364 @@
+"""Reports: events by day, deliveries by destination, conversion attribution.
+
+Every figure is computed by the database with GROUP BY on indexed columns; Python only
+reshapes the few rows that come back (for latency percentiles, a histogram by millisecond).
+SQLAlchemy Core, no Flask, so the CLI, the admin pages and the tests share it; the same
+queries run on MySQL/MariaDB and SQLite.
+
+Definitions (docs/reports.md):
+
+- A conversion is a non-bot `track` event whose name is in the configured list
+  (`CONVERSION_EVENTS`, default ["Order Completed"]).
+- Touches are the converting device's click ids (`click_ids`) first seen at or before the
+  conversion. First touch: the earliest; last touch: the latest (ties: the parameter that
+  sorts first). The platform is the click id's owner (gclid -> google, fbclid -> meta ...);
+  a conversion without a click id has platform None.
+- UTM: the utm_source / utm_campaign of the converting device's stored first and latest touch
+  (`visitors.first_touch`, `visitors.latest_touch`). The latest touch is the visitor's latest,
+  which can come after the conversion.
+- Verified: the conversion belongs to a Person (a verified phone), through its userId or a
+  link of its device (links of kind person or user_id). Otherwise anonymous.
+- Cross-device: a conversion is credited across devices to a platform when the converting
+  device has no click id of that platform before the conversion but another device of the
+  same Person has one: the click id that enrichment adds to the delivery. Its share is over
+  all conversions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    String,
+    and_,
+    case,
+    distinct,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    outerjoin,
+    select,
+)
+
+from .clock import iso, to_db
+from .models import ClickId, Delivery, Event, Link, Person, Track, TrackItem, Visitor
+
+events_t = Event.__table__
+deliveries_t = Delivery.__table__
+tracks_t = Track.__table__
+items_t = TrackItem.__table__
+clicks_t = ClickId.__table__
+links_t = Link.__table__
+persons_t = Person.__table__
+visitors_t = Visitor.__table__
+
+DEFAULT_CONVERSION_EVENTS = ("Order Completed",)
+PERCENTILES = (0.5, 0.95, 0.99)
+PERSON_LINKS = ("person", "user_id")  # link kinds that tie a device to a Person
+WAITING_STATES = ("pending", "queued", "sending")
+
+# Click-id parameter -> ad platform (attribution.CLICK_ID_PARAMS lists the parameters).
+PLATFORMS = {
+    "gclid": "google", "gbraid": "google", "wbraid": "google", "dclid": "google",
+    "fbclid": "meta", "ttclid": "tiktok", "msclkid": "microsoft", "ScCid": "snapchat",
+    "rdt_cid": "reddit", "li_fat_id": "linkedin", "twclid": "x", "epik": "pinterest",
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a report covers: event time in [since, until), optionally one source."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    source: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"since": iso(self.since), "until": iso(self.until), "source": self.source}
+
+    def on(self, column) -> list:
+        conds = []
+        if self.since is not None:
+            conds.append(column >= to_db(self.since))
+        if self.until is not None:
+            conds.append(column < to_db(self.until))
+        return conds
+
+
+def platform_of(param_column):
+    """SQL: the platform of a click-id parameter column (the parameter itself if unknown)."""
+    return case(PLATFORMS, value=param_column, else_=param_column)
+
+
+def _percentile_rank(n: int, p: float) -> int:
+    """1-based rank of the p-th percentile among n sorted values (nearest rank, as ops.py)."""
+    return min(n - 1, int(p * (n - 1) + 0.5)) + 1
+
+
+def _pkey(p: float) -> str:
+    return f"p{round(p * 100):d}_ms"
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+def events_by_day(conn, window: Window) -> list[dict]:
+    """Events per UTC day and name ("$page", "$identify" ... for calls other than track)."""
+    e = events_t.c
+    day = func.date(e.event_time).label("day")
+    name = case((e.type == "track", e.event),
+                else_=literal("$", String()) + e.type).label("name")
+    q = (select(day, name, func.count().label("events"),
+                func.sum(case((e.is_bot, 1), else_=0)).label("bots"))
+         .where(*window.on(e.event_time))
+         .group_by(day, name).order_by(day, name))
+    if window.source:
+        q = q.where(e.source == window.source)
+    return [{"day": str(r.day), "name": r.name, "events": int(r.events), "bots": int(r.bots or 0)}
+            for r in conn.execute(q)]
+
+
+# --- deliveries -----------------------------------------------------------------------------
+
+
+def deliveries(conn, window: Window) -> list[dict]:
+    """Per destination: deliveries by state (event time in the window), and the requests made
+    in the window by outcome with their latency percentiles. With a source: that source's
+    deliveries, and the requests that carried them."""
+    d, t, e = deliveries_t.c, tracks_t.c, events_t.c
+    q = (select(d.destination, d.state, func.count())
+         .where(*window.on(d.event_time)).group_by(d.destination, d.state))
+    if window.source:
+        q = q.select_from(deliveries_t.join(events_t, e.id == d.event_id)) \
+             .where(e.source == window.source)
+    states: dict = {}
+    for dest, state, n in conn.execute(q):
+        states.setdefault(dest, {})[state] = int(n)
+
+    if window.source:
+        # The requests that carried the window's events of that source, whenever they were
+        # made: the window's events (an index range) lead to their Tracks.
+        ti, ev = items_t.alias("ti"), events_t.alias("ev")
+        conds = [t.id.in_(select(ti.c.track_id)
+                          .join(ev, ev.c.id == ti.c.event_id)
+                          .where(ev.c.source == window.source, *window.on(ev.c.event_time)))]
+    else:
+        conds = window.on(t.created_at)
+    outcomes, latency = _requests(conn, conds)
+
+    out = []
+    for dest in sorted(set(states) | set(outcomes)):
+        st = states.get(dest, {})
+        row = {"destination": dest, "deliveries": sum(st.values()), "states": st,
+               "succeeded": st.get("succeeded", 0), "failed": st.get("failed", 0),
+               "skipped": st.get("skipped", 0),
+               "waiting": sum(st.get(s, 0) for s in WAITING_STATES),
+               "requests": sum(outcomes.get(dest, {}).values()),
+               "outcomes": outcomes.get(dest, {})}
+        row.update(latency.get(dest) or {_pkey(p): None for p in PERCENTILES})
+        out.append(row)
+    return out
+
+
+def _requests(conn, conds) -> tuple[dict, dict]:
+    """({destination: {outcome: requests}}, {destination: {"p50_ms": ...}}) from one GROUP BY:
+    requests per destination, outcome and duration to the millisecond.
+
+    The answer is a histogram (at most one row per distinct millisecond), so it stays small
+    however many requests there are, and the percentiles are exact to the millisecond. With
+    ix_tracks_created_report the database reads only that index.
+    """
+    t = tracks_t.c
+    ms = func.round(t.duration_ms).label("ms")
+    outcomes: dict = {}
+    hist: dict = {}
+    for dest, outcome, value, n in conn.execute(
+            select(t.destination, t.outcome, ms, func.count())
+            .where(*conds).group_by(t.destination, t.outcome, ms)):
+        by_outcome = outcomes.setdefault(dest, {})
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + int(n)
+        if value is not None:
+            buckets = hist.setdefault(dest, {})
+            buckets[float(value)] = buckets.get(float(value), 0) + int(n)
+    return outcomes, {dest: _percentiles(buckets) for dest, buckets in hist.items()}
+
+
+def _percentiles(buckets: dict) -> dict:
+    """{"p50_ms": ...} from {value: count}, by nearest rank (as ops.py)."""
+    n = sum(buckets.values())
+    out = {}
+    for p in PERCENTILES:
+        rank, seen = _percentile_rank(n, p), 0
+        for value in sorted(buckets):
+            seen += buckets[value]
+            if seen >= rank:
+                out[_pkey(p)] = value
+                break
+    return out
+
+
+# --- attribution ----------------------------------------------------------------------------
+
+
+def _conversions(window: Window, names) -> select:
+    """One row per conversion: id, name, device, time, touch parameters and its Person (the
+    Person of its userId, else the first Person its device is linked to, as in
+    _verified_conversions)."""
+    e = events_t.c
+    cf, cl = clicks_t.alias("cf"), clicks_t.alias("cl")
+    lk, pv = links_t.alias("lk"), persons_t.alias("pv")
+
+    def touch(alias, *order):
+        return (select(alias.c.param)
+                .where(alias.c.anonymous_id == e.anonymous_id,
+                       alias.c.first_seen_at <= e.event_time)
+                .order_by(*order).limit(1).scalar_subquery())
+
+    person = func.coalesce(
+        select(pv.c.user_id).where(pv.c.user_id == e.user_id).scalar_subquery(),
+        select(func.min(lk.c.value))
+        .where(lk.c.anonymous_id == e.anonymous_id, lk.c.kind.in_(PERSON_LINKS),
+               lk.c.value.in_(select(persons_t.c.user_id)))
+        .scalar_subquery())
+    q = (select(e.id, e.event.label("name"), e.anonymous_id, e.event_time,
+                touch(cf, cf.c.first_seen_at, cf.c.param).label("first_param"),
+                touch(cl, cl.c.first_seen_at.desc(), cl.c.param).label("last_param"),
+                person.label("person"))
+         .where(*_conversion_filter(window, names)))
+    return q
+
+
+def _conversion_filter(window: Window, names) -> list:
+    e = events_t.c
+    conds = [e.type == "track", e.event.in_(list(names)), e.is_bot == false(),
+             *window.on(e.event_time)]
+    if window.source:
+        conds.append(e.source == window.source)
+    return conds
+
+
+def _ranked(counts: dict, key: str) -> list[dict]:
+    return [{key: k, "conversions": n}
+            for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))]
+
+
+def attribution(conn, window: Window, conversion_events=DEFAULT_CONVERSION_EVENTS) -> dict:
+    """Conversions by first/last-touch platform and UTM, verified vs anonymous, and the
+    share credited across devices through a verified phone."""
+    names = list(conversion_events)
+    conv = _conversions(window, names).subquery("conv")
+    first_p = platform_of(conv.c.first_param).label("first_platform")
+    last_p = platform_of(conv.c.last_param).label("last_platform")
+    verified = case((conv.c.person.is_not(None), 1), else_=0).label("verified")
+    cube = conn.execute(select(conv.c.name, first_p, last_p, verified, func.count())
+                        .group_by(conv.c.name, first_p, last_p, verified)).all()
+    total = by_verified = 0
+    by_event, by_first, by_last = {}, {}, {}
+    for name, first, last, ver, n in cube:
+        n = int(n)
+        total += n
+        by_verified += n if ver else 0
+        by_event[name] = by_event.get(name, 0) + n
+        by_first[first] = by_first.get(first, 0) + n
+        by_last[last] = by_last.get(last, 0) + n
+
+    v = visitors_t
+    utm = {}
+    for which, column in (("utm_first", v.c.first_touch), ("utm_last", v.c.latest_touch)):
+        src = column[("utm", "utm_source")].as_string().label("utm_source")
+        camp = column[("utm", "utm_campaign")].as_string().label("utm_campaign")
+        rows = conn.execute(
+            select(src, camp, func.count().label("n"))
+            .select_from(outerjoin(conv, v, v.c.anonymous_id == conv.c.anonymous_id))
+            .group_by(src, camp)).all()
+        utm[which] = [{"utm_source": s, "utm_campaign": c, "conversions": int(n)}
+                      for s, c, n in sorted(rows, key=lambda r: (-r.n, r[0] or "", r[1] or ""))]
+
+    cross_by, cross_total = _cross_device(conn, window, names)
+    return {
+        "conversion_events": names,
+        "conversions": total,
+        "verified": by_verified,
+        "anonymous": total - by_verified,
+        "by_event": _ranked(by_event, "event"),
+        "first_touch": _ranked(by_first, "platform"),
+        "last_touch": _ranked(by_last, "platform"),
+        **utm,
+        "cross_device": {"conversions": cross_total,
+                         "share": round(cross_total / total, 4) if total else 0.0,
+                         "by_platform": _ranked(cross_by, "platform")},
+    }
+
+
+def _verified_conversions(window: Window, names) -> select:
+    """(id, anonymous_id, event_time, person) of the conversions that have a Person.
+
+    Joins rather than correlated subqueries, and GROUP BY: the database materialises this
+    small table, so joining the Person's other devices can use ix_links_kind_value.
+    """
+    e = events_t.c
+    pv, lk, pl = persons_t.alias("pv"), links_t.alias("lk"), persons_t.alias("pl")
+    linked = lk.join(pl, pl.c.user_id == lk.c.value)
+    person = func.coalesce(func.min(pv.c.user_id), func.min(lk.c.value)).label("person")
+    q = (select(e.id, e.anonymous_id, e.event_time, person)
+         .select_from(events_t.outerjoin(pv, pv.c.user_id == e.user_id)
+                      .outerjoin(linked, and_(lk.c.anonymous_id == e.anonymous_id,
+                                              lk.c.kind.in_(PERSON_LINKS))))
+         .where(*_conversion_filter(window, names))
+         .group_by(e.id, e.anonymous_id, e.event_time)
+         .having(person.is_not(None)))
+    return q
+
+
+def _cross_device(conn, window: Window, names) -> tuple[dict, int]:
+    """({platform: conversions credited through another device of the Person}, conversions
+    with at least one such platform)."""
+    conv = _verified_conversions(window, names).subquery("vconv")
+    lo, co, cown = links_t.alias("lo"), clicks_t.alias("co"), clicks_t.alias("cown")
+    platform = platform_of(co.c.param)
+    other_device = or_(conv.c.anonymous_id.is_(None), lo.c.anonymous_id != conv.c.anonymous_id)
+    joined = (conv
+              .join(lo, and_(lo.c.value == conv.c.person, lo.c.kind.in_(PERSON_LINKS),
+                             other_device))
+              .join(co, and_(co.c.anonymous_id == lo.c.anonymous_id,
+                             co.c.first_seen_at <= conv.c.event_time)))
+    own_has = exists().where(cown.c.anonymous_id == conv.c.anonymous_id,
+                             platform_of(cown.c.param) == platform,
+                             cown.c.first_seen_at <= conv.c.event_time)
+    by_platform = {p: int(n) for p, n in conn.execute(
+        select(platform.label("platform"), func.count(distinct(conv.c.id)))
+        .select_from(joined).where(~own_has).group_by(platform))}
+    total = conn.execute(select(func.count(distinct(conv.c.id))).select_from(joined)
+                         .where(~own_has)).scalar() or 0
+    return by_platform, int(total)
+
+
+# --- all together ---------------------------------------------------------------------------
+
+REPORTS = ("events", "deliveries", "attribution")
+
+
+def run(engine, window: Window, which=REPORTS, conversion_events=DEFAULT_CONVERSION_EVENTS):
+    """The chosen reports as one JSON-ready dict."""
+    out: dict = {"window": window.as_dict()}
+    with engine.connect() as conn:
+        if "events" in which:
+            out["events"] = events_by_day(conn, window)
+        if "deliveries" in which:
+            out["deliveries"] = deliveries(conn, window)
+        if "attribution" in which:
+            out["attribution"] = attribution(conn, window, conversion_events)
+    return out
+
+
+def configured_conversion_events(config) -> list[str]:
+    """The configured conversion event names: CONVERSION_EVENTS (SST_CONVERSION_EVENTS), else
+    [admin] conversion_events, else the default."""
+    names = config.get("CONVERSION_EVENTS") or (config.get("ADMIN") or {}).get(
+        "conversion_events")
+    if isinstance(names, str):
+        names = [names]
+    return list(names) if names else list(DEFAULT_CONVERSION_EVENTS)

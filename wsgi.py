@@ -1,0 +1,3 @@
+from sst import create_app
+
+app = create_app()
