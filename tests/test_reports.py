@@ -103,12 +103,20 @@ def test_deliveries_by_destination_and_outcome(engine):
 def test_deliveries_of_one_source(engine):
     with engine.connect() as conn:
         rows = reports.deliveries(conn, Window(fx.SINCE, fx.UNTIL, "server"))
-    # Only event 16 is from "server": delivery 10 (meta), carried by batch track 5 (50 ms).
+    # Only event 16 is from "server": delivery 10 (meta). Requests are not split by source.
     assert rows == [{
         "destination": "meta", "deliveries": 1, "states": {"succeeded": 1},
         "succeeded": 1, "failed": 0, "skipped": 0, "waiting": 0,
-        "requests": 1, "outcomes": {"success": 1},
-        "p50_ms": 50.0, "p95_ms": 50.0, "p99_ms": 50.0}]
+        "requests": None, "outcomes": None, "p50_ms": None, "p95_ms": None, "p99_ms": None}]
+
+
+def test_deliveries_of_the_web_source(engine):
+    with engine.connect() as conn:
+        rows = reports.deliveries(conn, Window(fx.SINCE, fx.UNTIL, "web"))
+    # All of the window's deliveries but 10 (event 16, server).
+    assert [(r["destination"], r["states"]) for r in rows] == [
+        ("hook", {"succeeded": 2, "pending": 1, "queued": 1}),
+        ("meta", {"succeeded": 3, "failed": 1, "skipped": 1})]
 
 
 # --- attribution ----------------------------------------------------------------------------

@@ -65,9 +65,12 @@ def tables(data: dict) -> list[tuple[str, str, list[str], list[list]]]:
     return out
 
 
+LABELS = ("name", "platform", "utm_source", "utm_campaign")  # None there means "no value"
+
+
 def _cell(value, column) -> str:
     if value is None:
-        return "-" if column.endswith("_ms") else "(none)"
+        return "(none)" if column in LABELS else "-"
     if column.endswith("share"):
         return f"{value * 100:.1f}%"
     if isinstance(value, float):

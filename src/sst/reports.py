@@ -44,12 +44,11 @@ from sqlalchemy import (
 )
 
 from .clock import iso, to_db
-from .models import ClickId, Delivery, Event, Link, Person, Track, TrackItem, Visitor
+from .models import ClickId, Delivery, Event, Link, Person, Track, Visitor
 
 events_t = Event.__table__
 deliveries_t = Delivery.__table__
 tracks_t = Track.__table__
-items_t = TrackItem.__table__
 clicks_t = ClickId.__table__
 links_t = Link.__table__
 persons_t = Person.__table__
@@ -126,28 +125,28 @@ def events_by_day(conn, window: Window) -> list[dict]:
 
 def deliveries(conn, window: Window) -> list[dict]:
     """Per destination: deliveries by state (event time in the window), and the requests made
-    in the window by outcome with their latency percentiles. With a source: that source's
-    deliveries, and the requests that carried them."""
+    in the window by outcome with their latency percentiles.
+
+    With a source, only its deliveries; the request columns are None then, because requests
+    are not per source (one batch request carries events of several sources).
+    """
     d, t, e = deliveries_t.c, tracks_t.c, events_t.c
     q = (select(d.destination, d.state, func.count())
          .where(*window.on(d.event_time)).group_by(d.destination, d.state))
     if window.source:
-        q = q.select_from(deliveries_t.join(events_t, e.id == d.event_id)) \
-             .where(e.source == window.source)
+        # From the source's events in the window (a range of ix_events_time_name) to their
+        # deliveries: MariaDB otherwise reads every delivery and looks its event up, 2x slower.
+        q = (q.select_from(events_t.join(deliveries_t, d.event_id == e.id))
+             .where(e.source == window.source, *window.on(e.event_time))
+             .prefix_with("STRAIGHT_JOIN", dialect="mysql")
+             .prefix_with("STRAIGHT_JOIN", dialect="mariadb"))
     states: dict = {}
     for dest, state, n in conn.execute(q):
         states.setdefault(dest, {})[state] = int(n)
-
     if window.source:
-        # The requests that carried the window's events of that source, whenever they were
-        # made: the window's events (an index range) lead to their Tracks.
-        ti, ev = items_t.alias("ti"), events_t.alias("ev")
-        conds = [t.id.in_(select(ti.c.track_id)
-                          .join(ev, ev.c.id == ti.c.event_id)
-                          .where(ev.c.source == window.source, *window.on(ev.c.event_time)))]
+        outcomes, latency = {}, {}
     else:
-        conds = window.on(t.created_at)
-    outcomes, latency = _requests(conn, conds)
+        outcomes, latency = _requests(conn, window.on(t.created_at))
 
     out = []
     for dest in sorted(set(states) | set(outcomes)):
@@ -156,8 +155,8 @@ def deliveries(conn, window: Window) -> list[dict]:
                "succeeded": st.get("succeeded", 0), "failed": st.get("failed", 0),
                "skipped": st.get("skipped", 0),
                "waiting": sum(st.get(s, 0) for s in WAITING_STATES),
-               "requests": sum(outcomes.get(dest, {}).values()),
-               "outcomes": outcomes.get(dest, {})}
+               "requests": None if window.source else sum(outcomes.get(dest, {}).values()),
+               "outcomes": None if window.source else outcomes.get(dest, {})}
         row.update(latency.get(dest) or {_pkey(p): None for p in PERCENTILES})
         out.append(row)
     return out
