@@ -443,6 +443,18 @@ def currency(props: Mapping) -> str | None:
     return str(cur).strip().upper() if cur else None
 
 
+def money(props: Mapping, value_key: str = "value", currency_key: str = "currency") -> dict:
+    """The order value and currency under each platform's own key names (absent: omitted)."""
+    out: dict = {}
+    value = order_value(props)
+    if value is not None:
+        out[value_key] = value
+    cur = currency(props)
+    if cur:
+        out[currency_key] = cur
+    return out
+
+
 def products(props: Mapping) -> list[dict]:
     """Segment `products[]` (or the single product of Product Viewed/Added) as
     dicts with id, name, quantity, price (absent keys omitted)."""

@@ -24,13 +24,12 @@ from .base import (
     EventData,
     Outcome,
     OutgoingRequest,
-    currency,
     dumps,
     epoch_micros,
     http_outcome,
     loads_or_none,
+    money,
     order_id,
-    order_value,
     products,
 )
 
@@ -131,12 +130,7 @@ class GA4Connector(Connector):
             params["page_location"] = e.page_url
         if e.referrer:
             params["page_referrer"] = e.referrer
-        value = order_value(props)
-        if value is not None:
-            params["value"] = value
-        cur = currency(props)
-        if cur:
-            params["currency"] = cur
+        params.update(money(props))
         oid = order_id(props)
         if oid:
             params["transaction_id"] = oid

@@ -28,12 +28,11 @@ from .base import (
     HttpExchange,
     Outcome,
     OutgoingRequest,
-    currency,
     dumps,
     http_outcome,
     loads_or_none,
+    money,
     order_id,
-    order_value,
     parse_retry_after,
     user_email,
     user_phone,
@@ -236,12 +235,7 @@ class GoogleAdsConnector(GoogleOAuthMixin, Connector):
         ids = self.identifiers(e)
         if ids:
             out["userData"] = {"userIdentifiers": ids}
-        value = order_value(props)
-        if value is not None:
-            out["conversionValue"] = value
-        cur = currency(props)
-        if cur:
-            out["currency"] = cur
+        out.update(money(props, "conversionValue", "currency"))
         return out
 
     def classify(self, request: OutgoingRequest, status: int, body: str,

@@ -22,11 +22,10 @@ from .base import (
     EventData,
     Outcome,
     OutgoingRequest,
-    currency,
     dumps,
     loads_or_none,
+    money,
     order_id,
-    order_value,
 )
 from .google_ads import (
     GoogleAdsConnector,
@@ -87,12 +86,7 @@ class GoogleAdsLegacyConnector(GoogleAdsConnector):
         out["conversionAction"] = f"customers/{cid}/conversionActions/{e.platform_event}"
         # "yyyy-mm-dd hh:mm:ss+|-hh:mm"; we always send UTC.
         out["conversionDateTime"] = e.event_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00:00")
-        value = order_value(props)
-        if value is not None:
-            out["conversionValue"] = value
-        cur = currency(props)
-        if cur:
-            out["currencyCode"] = cur
+        out.update(money(props, "conversionValue", "currencyCode"))
         out["orderId"] = order_id(props) or e.message_id
         email, phone = hashed_identifiers(e)
         ids = ([{"hashedEmail": email}] if email else []) + (

@@ -25,14 +25,13 @@ from .base import (
     EventData,
     Outcome,
     OutgoingRequest,
-    currency,
     dumps,
     epoch_millis,
     epoch_seconds,
     http_outcome,
     loads_or_none,
+    money,
     order_id,
-    order_value,
     parse_retry_after,
     products,
     trait,
@@ -136,13 +135,7 @@ class MetaConnector(Connector):
 
     @staticmethod
     def custom_data(props: Mapping) -> dict:
-        cd: dict = {}
-        value = order_value(props)
-        if value is not None:
-            cd["value"] = value
-        cur = currency(props)
-        if cur:
-            cd["currency"] = cur
+        cd: dict = money(props)
         items = products(props)
         if items:
             cd["content_ids"] = [i["id"] for i in items]

@@ -24,13 +24,12 @@ from .base import (
     EventData,
     Outcome,
     OutgoingRequest,
-    currency,
     dumps,
     epoch_seconds,
     http_outcome,
     loads_or_none,
+    money,
     order_id,
-    order_value,
     parse_retry_after,
     products,
     user_email,
@@ -98,13 +97,7 @@ class TikTokConnector(Connector):
 
     @staticmethod
     def properties(props: Mapping) -> dict:
-        out: dict = {}
-        value = order_value(props)
-        if value is not None:
-            out["value"] = value
-        cur = currency(props)
-        if cur:
-            out["currency"] = cur
+        out: dict = money(props)
         items = products(props)
         if items:
             out["contents"] = [
