@@ -192,19 +192,19 @@ def test_forget_by_anonymous_id_follows_the_graph(app):
 
 
 def test_forget_user_without_person_takes_devices_seen_with_the_user_id(app):
-    _post(app, "identify", {"userId": "cust-7", "anonymousId": "d1",
+    _post(app, "identify", {"userId": "cust-7", "anonymousId": "device-one-q",
                             "traits": {"email": "c7@example.com"}})
-    _post(app, "track", {"event": "Viewed", "userId": "cust-7", "anonymousId": "d2"})
-    _post(app, "track", {"event": "Viewed", "anonymousId": "d2"})  # no userId on this one
-    _post(app, "track", {"event": "Viewed", "userId": "cust-8", "anonymousId": "d3"})
+    _post(app, "track", {"event": "Viewed", "userId": "cust-7", "anonymousId": "device-two-q"})
+    _post(app, "track", {"event": "Viewed", "anonymousId": "device-two-q"})  # no userId on this one
+    _post(app, "track", {"event": "Viewed", "userId": "cust-8", "anonymousId": "device-three-q"})
     with app.app_context():
         engine = app.extensions["sst"].engine
         subject = privacy.resolve_subject(engine, app.config["SECRET_KEY"], user_id="cust-7")
-        assert subject.anon_ids == {"d1", "d2"} and subject.user_ids == {"cust-7"}
+        assert subject.anon_ids == {"device-one-q", "device-two-q"} and subject.user_ids == {"cust-7"}
         assert subject.emails == {"c7@example.com"}
         assert privacy.plan_forget(engine, subject)["events"] == 3
         privacy.forget(engine, subject)
-    assert scan(app, {"cust-7", "d1", "d2", "c7@example.com"}) == []
+    assert scan(app, {"cust-7", "device-one-q", "device-two-q", "c7@example.com"}) == []
     assert count(app, Event) == 1
 
 
