@@ -218,9 +218,6 @@ def _store_single(engine, row: dict) -> bool | None:
 
 
 LOCK_RETRIES = 8
-
-
-LOCK_RETRIES = 8
 _LOCK_ERRORS = (1213,)  # ER_LOCK_DEADLOCK (a lock wait timeout already took 50 s)
 
 
