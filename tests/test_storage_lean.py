@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
 
 from sqlalchemy import text
 
@@ -58,3 +60,63 @@ def test_lean_insert_survives_a_killed_connection(mysql_app):
     assert storage.store_events(engine, [_event("k3")]) == [True]
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM events")).scalar() == 3
+
+
+NASTY = "it's \"quoted\" back\\slash nul\x00 ctrl-z\x1a cr\r lf\n %s %(x)s 😀"
+
+
+def _nasty(message_id):
+    """An event whose every text column holds characters that need escaping."""
+    raw = {"type": "track", "event": "Nasty " + NASTY, "messageId": message_id,
+           "userId": "u-" + NASTY[:40], "anonymousId": "a-" + NASTY[:40],
+           "timestamp": "2026-11-26T10:15:30.5+02:00",
+           "properties": {"text": NASTY, "url": "https://e.com/?q=" + NASTY},
+           "context": {"userAgent": "UA " + NASTY, "page": {"referrer": "r" + NASTY}}}
+    info = RequestInfo(source="server", endpoint="/v1/track", received_at=utcnow(),
+                       ip="127.0.0.1", content_type="application/json; " + NASTY)
+    ev = prepare(raw, info)
+    assert isinstance(ev, storage.PreparedEvent), ev
+    return ev
+
+
+def _rows(app):
+    with app.app_context(), db.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(
+            text("SELECT * FROM events ORDER BY id"))]
+    for row in rows:
+        row.pop("id")
+        row.pop("received_at")
+    return rows
+
+
+def test_lean_insert_escapes_like_the_driver(mysql_app):
+    """The SQL text built by sqltext stores exactly what SQLAlchemy's parameters store."""
+    engine = mysql_app.extensions["sst"].engine
+    lean, tx = _nasty("same"), _nasty("same")
+    tx.row["source"] = "other"
+    assert storage.store_events(engine, [lean]) == [True]
+    assert storage.store_events(engine, [tx], on_insert=lambda *a: None) == [True]
+    assert storage.store_events(engine, [_nasty("same")]) == [False]  # the lean path dedupes
+    stored_lean, stored_tx = _rows(mysql_app)
+    assert stored_lean.pop("source") == "server" and stored_tx.pop("source") == "other"
+    assert stored_lean == stored_tx
+    assert json.loads(stored_lean["message"])["properties"]["text"] == NASTY
+    assert stored_lean["user_agent"] == "UA " + NASTY
+
+
+def test_lean_insert_under_no_backslash_escapes(mysql_app, caplog):
+    """A server in NO_BACKSLASH_ESCAPES mode reads backslashes literally: the lean path then
+    lets the driver escape (quotes doubled) instead of sending its own backslash-escaped text,
+    which would fail (JSON check, quotes) and cost a second, transactional attempt."""
+    engine = mysql_app.extensions["sst"].engine
+    assert storage.store_events(engine, [_event("warm")]) == [True]
+    for entry in storage._fast_idle:
+        with entry[3].cursor() as cur:
+            cur.execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, "
+                        "',NO_BACKSLASH_ESCAPES')")
+    caplog.set_level(logging.DEBUG, logger="sst.storage")
+    assert storage.store_events(engine, [_nasty("nbe")]) == [True]
+    assert "lean insert failed" not in caplog.text  # stored by the lean path itself
+    (row,) = [r for r in _rows(mysql_app) if r["message_id"] == "nbe"]
+    assert row["user_agent"] == "UA " + NASTY
+    assert json.loads(row["message"])["properties"]["text"] == NASTY

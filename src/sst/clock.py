@@ -55,7 +55,9 @@ def to_db(dt: datetime | None):
     """DATETIME columns hold naive UTC."""
     if dt is None:
         return None
-    return dt.astimezone(UTC).replace(tzinfo=None)
+    if dt.tzinfo is not UTC:  # already UTC (nearly always): skip the conversion
+        dt = dt.astimezone(UTC)
+    return dt.replace(tzinfo=None)
 
 
 def from_db(dt: datetime | None):

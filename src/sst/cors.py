@@ -10,7 +10,7 @@ PREFLIGHT_MAX_AGE = "7200"  # Chromium's cap
 
 
 def add_cors_headers(resp):
-    origin = request.headers.get("Origin")
+    origin = request.environ.get("HTTP_ORIGIN")
     resp.headers.add("Vary", "Origin")
     if not origin:
         return resp

@@ -17,16 +17,21 @@ from .attribution import ad_cookies
 from .clock import utcnow
 from .cors import add_cors_headers
 from .errors import ApiError, StorageUnavailableError
-from .jsonutil import MalformedJSON, dumps, loads
+from .jsonutil import MalformedJSON, dumps, loads, shallow
 from .logs import log_rejection
-from .messages import Rejection, RequestInfo, prepare
+from .messages import MAX_DEPTH, Rejection, RequestInfo, prepare
 from .pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
 from .schemas import MESSAGE_TYPES
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
-bp.after_request(add_cors_headers)
-bp.after_request(metrics.record_response)
+
+
+@bp.after_request
+def _after(resp):
+    # One hook rather than two: Flask wraps each hook call (ensure_sync), a few µs apiece.
+    return metrics.record_response(add_cors_headers(resp))
+
 
 SUCCESS = b'{"success":true}'
 SINGLE = {t: t for t in MESSAGE_TYPES}
@@ -48,17 +53,31 @@ def _read_body(limit: int, code: str = "payload_too_large") -> bytes:
     A gzip body (Content-Encoding: gzip, as Segment's SDKs send with gzip=True) is measured
     after decompression, so a small bomb cannot get past the limit.
     """
-    too_large = ApiError(413, code, f"the body may be {limit // 1024} KiB at most")
-    encoding = (request.headers.get("Content-Encoding") or "").strip().lower()
-    if encoding in ("gzip", "x-gzip"):
-        return _gunzip(request.stream, limit, too_large)
+    environ = request.environ
+    encoding = environ.get("HTTP_CONTENT_ENCODING")
+    if encoding and encoding.strip().lower() in ("gzip", "x-gzip"):
+        return _gunzip(request.stream, limit, _too_large(limit, code))
+    declared = environ.get("CONTENT_LENGTH")
+    if (declared and declared.isascii() and declared.isdigit()
+            and "HTTP_TRANSFER_ENCODING" not in environ):
+        # The common case, read straight from the server's input: exactly the declared
+        # length, so nothing can block for more (werkzeug's stream wrapper costs ~11 µs).
+        length = int(declared)
+        if length > limit:
+            raise _too_large(limit, code)
+        return environ["wsgi.input"].read(length) if length else b""
+    # No (or an odd) length, or chunked: werkzeug decides what may be read.
     length = request.content_length
     if length is not None and length > limit:
-        raise too_large
+        raise _too_large(limit, code)
     data = request.stream.read(limit + 1)
     if len(data) > limit:
-        raise too_large
+        raise _too_large(limit, code)
     return data
+
+
+def _too_large(limit: int, code: str) -> ApiError:
+    return ApiError(413, code, f"the body may be {limit // 1024} KiB at most")
 
 
 def _gunzip(stream, limit: int, too_large: ApiError) -> bytes:
@@ -86,7 +105,7 @@ def _gunzip(stream, limit: int, too_large: ApiError) -> bytes:
 
 
 def _basic_auth_key() -> str | None:
-    header = request.headers.get("Authorization")
+    header = request.environ.get("HTTP_AUTHORIZATION")
     if not header or not header[:6].lower() == "basic ":
         return None
     try:
@@ -96,9 +115,8 @@ def _basic_auth_key() -> str | None:
     return decoded.split(":", 1)[0] or None
 
 
-def _authenticate(body_key, *, allow_query=False):
+def _authenticate(state, body_key, *, allow_query=False):
     """(source, auth method) for the write key, or raise 401/403."""
-    state = sst()
     key, method = _basic_auth_key(), "basic"
     if key is None and isinstance(body_key, str) and body_key:
         key, method = body_key, "body"
@@ -110,7 +128,7 @@ def _authenticate(body_key, *, allow_query=False):
     source = state.sources.get(key)
     if source is None:
         raise ApiError(401, "unknown_write_key", "the write key is not known")
-    origin = request.headers.get("Origin")
+    origin = request.environ.get("HTTP_ORIGIN")
     if origin is not None and origin.rstrip("/") not in source.origins:
         err = ApiError(403, "origin_not_allowed",
                        f"origin {origin[:100]!r} may not send with this write key")
@@ -119,10 +137,9 @@ def _authenticate(body_key, *, allow_query=False):
     return source, method
 
 
-def _visitor(info: RequestInfo, browser: bool, first_anonymous_id) -> str | None:
+def _visitor(state, info: RequestInfo, browser: bool, first_anonymous_id) -> str | None:
     """Choose the visitor id: a valid cookie's, else the message's, else a new one."""
-    state = sst()
-    raw = request.cookies.get(state.cookie_name)
+    raw = request.cookies.get(state.cookie_name) if "HTTP_COOKIE" in request.environ else None
     cookie_id = state.signer.unsign(raw) if raw else None
     if cookie_id is not None:
         info.cookie_state = "valid"
@@ -140,9 +157,8 @@ def _visitor(info: RequestInfo, browser: bool, first_anonymous_id) -> str | None
     return new_anonymous_id()
 
 
-def _set_cookie(resp: Response, visitor_id: str) -> None:
+def _set_cookie(state, resp: Response, visitor_id: str) -> None:
     """Re-issue on every visit: browsers cap cookie lifetimes from the last time it was set."""
-    state = sst()
     resp.set_cookie(state.cookie_name, state.signer.sign(visitor_id),
                     max_age=state.cookie_max_age, secure=state.cookie_secure, httponly=True,
                     samesite="Lax", domain=state.cookie_domain, path="/")
@@ -177,7 +193,7 @@ def collect(kind):
             raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise ApiError(400, "malformed_json", "the body must be a JSON object")
-        source, auth = _authenticate(payload.get("writeKey"))
+        source, auth = _authenticate(state, payload.get("writeKey"))
         state.check_rate(source)
 
         if is_batch:
@@ -189,7 +205,7 @@ def collect(kind):
         else:
             payload["type"] = SINGLE[kind]
             messages = [payload]
-        return _store(source, auth, messages, is_batch, body, payload)
+        return _store(state, source, auth, messages, is_batch, body, payload)
     except ApiError as exc:
         # Floods (429) and outages (503) are counted in logs, not stored row by row.
         if exc.status not in (429, 503):
@@ -215,12 +231,14 @@ def _merge_batch_defaults(message, batch: dict):
 
 
 def _request_info(source, auth, endpoint, batch_sent_at=None) -> RequestInfo:
+    # The WSGI environ rather than request.headers: the same values, a few µs cheaper each.
+    environ = request.environ
     return RequestInfo(
         source=source.name, endpoint=endpoint, received_at=utcnow(),
-        ip=request.remote_addr, user_agent=request.headers.get("User-Agent"),
-        origin=request.headers.get("Origin"), auth=auth,
-        content_type=request.headers.get("Content-Type"),
-        ad_cookies=ad_cookies(request.cookies) if request.cookies else {},
+        ip=environ.get("REMOTE_ADDR"), user_agent=environ.get("HTTP_USER_AGENT"),
+        origin=environ.get("HTTP_ORIGIN"), auth=auth,
+        content_type=environ.get("CONTENT_TYPE") or None,
+        ad_cookies=ad_cookies(request.cookies) if "HTTP_COOKIE" in environ else {},
         batch_sent_at=batch_sent_at,
     )
 
@@ -234,12 +252,12 @@ def _batch_sent_at(payload):
         return None
 
 
-def _store(source, auth, messages, is_batch, body, payload):
-    state = sst()
+def _store(state, source, auth, messages, is_batch, body, payload):
     info = _request_info(source, auth, request.path, _batch_sent_at(payload) if is_batch else None)
+    info.shallow = shallow(body, MAX_DEPTH)
     browser = info.origin is not None
     first = next((m.get("anonymousId") for m in messages if isinstance(m, dict)), None)
-    info.visitor_id = _visitor(info, browser, first)
+    info.visitor_id = _visitor(state, info, browser, first)
 
     prepared, rejected = [], []
     for i, raw in enumerate(messages):
@@ -280,7 +298,7 @@ def _store(source, auth, messages, is_batch, body, payload):
     else:
         resp = _json_response(SUCCESS)
     if info.visitor_id is not None and (browser or info.cookie_state == "valid"):
-        _set_cookie(resp, info.visitor_id)
+        _set_cookie(state, resp, info.visitor_id)
     return resp
 
 
@@ -297,19 +315,19 @@ def pixel(kind):
             message = decode_data(request.args["data"], state.pixel_max_data)
         else:
             message = decode_dotted(request.args)
-        source, auth = _authenticate(request.args.get("writeKey") or message.get("writeKey"),
-                                     allow_query=False)
+        source, auth = _authenticate(state, request.args.get("writeKey")
+                                     or message.get("writeKey"), allow_query=False)
         state.check_rate(source)
         message["type"] = kind
         info = _request_info(source, auth, request.path)
         info.extra_touch_url = request.url
-        info.visitor_id = _visitor(info, True, message.get("anonymousId"))
+        info.visitor_id = _visitor(state, info, True, message.get("anonymousId"))
         result = prepare(message, info, None, state.max_message_bytes)
         if isinstance(result, Rejection):
             raise ApiError(result.status, result.error, result.message)
         state.store([result])
         metrics.count_messages(source.name, 1, 0)
-        _set_cookie(resp, info.visitor_id)
+        _set_cookie(state, resp, info.visitor_id)
     except PixelError as exc:
         _reject(400, exc.code, exc.message, body=request.query_string)
     except ApiError as exc:

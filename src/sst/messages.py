@@ -43,6 +43,7 @@ class RequestInfo:
     ad_cookies: dict = field(default_factory=dict)
     batch_sent_at: object = None  # a batch's own sentAt
     extra_touch_url: str | None = None  # the pixel request's own URL (email links)
+    shallow: bool = False  # the body has too few brackets for any message to be too deep
 
 
 # MariaDB's JSON columns refuse documents nested 32 levels or more (JSON_VALID's limit);
@@ -86,7 +87,7 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
     """Validate one message and build its rows; never raises on bad input."""
     if not isinstance(raw, dict):
         return Rejection(400, "invalid_message", "a message must be a JSON object")
-    if nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
+    if not info.shallow and nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
         return Rejection(400, "invalid_message",
                          f"a message may nest objects and arrays {MAX_DEPTH} levels deep at most")
     if max_bytes is not None and len(dumps(raw).encode()) > max_bytes:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from .clock import from_db, iso, parse_time, utcnow
 from .errors import StorageUnavailableError
 from .models import ClickId, Event, Link, RejectedPayload, Visitor
+from .sqltext import values_tuple
 
 logger = logging.getLogger(__name__)
 
@@ -116,20 +117,23 @@ def store_events(engine, items: list[PreparedEvent], on_insert=None) -> list[boo
 # atomic and as durable as INSERT + COMMIT (InnoDB commits it before the server answers), and
 # it saves what the transactional path costs around it: SQLAlchemy's statement execution, the
 # COMMIT round trip and the pool's ROLLBACK on check-in (three round trips become one; see
-# docs/benchmarks.md). It runs on PyMySQL connections in autocommit mode, kept idle per process
-# (one per concurrent request), opened through the engine (same URL and connect_args) and
-# detached from its pool. Anything unusual (an error, a lost connection) falls back to the
-# transactional path above, which decides as it always did; INSERT IGNORE on
-# (source, message_id) makes that retry harmless.
+# docs/benchmarks.md). The row goes as SQL text built by sqltext.py (cheaper than the driver's
+# parameter escaping) on a PyMySQL connection in autocommit mode, kept idle per process (one
+# per concurrent request), opened through the engine (same URL and connect_args) and detached
+# from its pool. Anything unusual (an error, a lost connection) falls back to the transactional
+# path above, which decides as it always did; INSERT IGNORE on (source, message_id) makes that
+# retry harmless.
 
 FAST_RECYCLE = 3600  # seconds, as the engine's pool_recycle: reconnect before MariaDB drops us
 FAST_IDLE_MAX = 8  # idle connections kept per process (a sync worker uses one)
 _fast_idle: list = []  # (pool, pid, opened at, DBAPI connection); list.pop/append are atomic
 _fast_sql: dict = {}
+_NO_BACKSLASH_ESCAPES = 512  # pymysql.constants.SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
 
 
 def _fast_statement(engine, columns: tuple):
-    """(SQL, bind processors) for an INSERT IGNORE of these columns, compiled once."""
+    """(SQL with parameters, bind processors, positional?, column list) for an INSERT IGNORE
+    of these columns, compiled once."""
     key = (engine.dialect, columns)
     hit = _fast_sql.get(key)
     if hit is None:
@@ -139,12 +143,13 @@ def _fast_statement(engine, columns: tuple):
         else:
             plain = all(f"%({name})s" in compiled.string for name in columns)
         if not plain:  # bind names SQLAlchemy had to escape: leave it to the general path
-            hit = _fast_sql[key] = (None, None, None)
+            hit = _fast_sql[key] = (None, None, None, None)
             return hit
         processors = tuple(
             events_t.c[name].type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
             for name in columns)
-        hit = _fast_sql[key] = (compiled.string, processors, compiled.positional)
+        hit = _fast_sql[key] = (compiled.string, processors, compiled.positional,
+                                ", ".join(columns))
     return hit
 
 
@@ -190,13 +195,15 @@ def _store_single(engine, row: dict) -> bool | None:
     """Insert one event row in one autocommitted statement: True new, False duplicate,
     None when the transactional path must decide (an error of any kind)."""
     columns = tuple(row)
-    sql, processors, positional = _fast_statement(engine, columns)
+    sql, processors, positional, column_list = _fast_statement(engine, columns)
     if sql is None:
         return None
-    params = {name: row[name] if proc is None else proc(row[name])
-              for name, proc in zip(columns, processors, strict=True)}
-    if positional:
-        params = list(params.values())
+    params = [row[name] if proc is None else proc(row[name])
+              for name, proc in zip(columns, processors, strict=True)]
+    try:
+        values = values_tuple(params)
+    except TypeError:  # a value sqltext does not know: the driver escapes it
+        values = None
     try:
         entry = _fast_checkout(engine)
     except DBAPIError as exc:
@@ -206,11 +213,17 @@ def _store_single(engine, row: dict) -> bool | None:
     except engine.dialect.loaded_dbapi.OperationalError as exc:
         # Engine.raw_connection() raises the driver's own error, not SQLAlchemy's wrapper.
         raise StorageUnavailableError(str(exc)[:200]) from exc
+    dbapi = entry[3]
     try:
-        with entry[3].cursor() as cur:
-            inserted = cur.execute(sql, params) == 1
+        with dbapi.cursor() as cur:
+            if values is not None and not dbapi.server_status & _NO_BACKSLASH_ESCAPES:
+                inserted = cur.execute(f"INSERT IGNORE INTO events ({column_list}) VALUES "
+                                       + values) == 1
+            else:
+                inserted = cur.execute(sql, params if positional
+                                       else dict(zip(columns, params, strict=True))) == 1
     except Exception as exc:  # noqa: BLE001 - the transactional path reports it
-        _close_quietly(entry[3])
+        _close_quietly(dbapi)
         logger.debug("lean insert failed, using a transaction: %r", exc)
         return None
     _fast_checkin(entry)
