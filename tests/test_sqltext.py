@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymysql.converters import escape_string
 
-from sst.jsonutil import dumps, nesting_depth, shallow
 from sst.sqltext import escape, literal, values_tuple
 
 NASTY = ["", "plain", "it's", 'say "hi"', "back\\slash", "\\'", "nul\x00byte", "ctrl-z\x1a",
@@ -42,19 +41,3 @@ def test_literals_by_type():
 def test_values_it_does_not_know_raise_type_error(value):
     with pytest.raises(TypeError):
         literal(value)
-
-
-json_values = st.recursive(
-    st.none() | st.integers() | st.text(alphabet="ab{}[]\"", max_size=5),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=3), children, max_size=3),
-    max_leaves=60)
-
-
-@given(json_values, st.integers(min_value=0, max_value=40))
-def test_shallow_text_never_nests_deeper_than_its_limit(value, limit):
-    text = dumps(value)
-    if shallow(text, limit):
-        assert nesting_depth(value, limit) <= limit
-    if shallow(text.encode(), limit):
-        assert nesting_depth(value, limit) <= limit
