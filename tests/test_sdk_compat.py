@@ -106,5 +106,18 @@ def test_an_unknown_write_key_is_reported_to_the_sdk(mysql_app):
         with pytest.raises(APIError) as info:
             client.track("u1", "Clicked")
     assert info.value.status == 401
-    assert "unknown_write_key" in str(info.value)
+    assert info.value.code == "unknown_write_key"  # the SDK reads the body's "code"
+    assert "not known" in info.value.message
+    assert events(mysql_app) == {}
+
+
+def test_a_refused_message_reaches_the_sdk_with_its_code(mysql_app):
+    """A 400 is final for the SDK (no retry) and names what was wrong."""
+    with live_server(mysql_app) as url:
+        client = Client(SERVER_KEY, host=url, sync_mode=True, max_retries=0)
+        with pytest.raises(APIError) as info:
+            client.track("u1", "x" * 300)  # event names are 255 characters at most
+    assert info.value.status == 400
+    assert info.value.code == "invalid_batch"  # the SDK always posts to /v1/batch
+    assert "no message" in info.value.message
     assert events(mysql_app) == {}

@@ -215,6 +215,9 @@ def collect(kind):
         else:
             log_rejection(source.name if source else None, request.path[:64], exc.status,
                           exc.code)
+        # Segment's SDKs read the error's `code` (analytics-python: payload["code"]; older
+        # releases and their forks retry as if the network had failed when it is missing).
+        exc.details.setdefault("code", exc.code)
         raise
 
 
