@@ -2,6 +2,7 @@
 record kept for operators, and never a 500. Health probes at the end."""
 
 import base64
+import http.client
 import json
 import secrets
 import socket
@@ -194,6 +195,38 @@ def test_a_413_is_answered_from_content_length_before_the_body_arrives(mysql_app
     answer = answer.decode("latin-1")
     assert answer.startswith("HTTP/1.1 413")
     assert "payload_too_large" in answer
+
+
+def _post_chunked(url, path, chunks):
+    """POST with Transfer-Encoding: chunked (no Content-Length), as streaming clients send."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("POST", path, body=iter(chunks), encode_chunked=True, headers={
+            **basic(), "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_a_chunked_body_is_read_whole_and_stored(mysql_app):
+    body = json.dumps(track("chunked-1")).encode()
+    with live_server(mysql_app) as url:
+        status, answer = _post_chunked(url, "/v1/track", [body[:10], body[10:50], body[50:]])
+    assert (status, answer) == (200, {"success": True})
+    assert [e.message_id for e in rows(mysql_app, Event)] == ["chunked-1"]
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(mysql_app):
+    message = track("chunked-2")
+    message["properties"] = {"blob": "x" * (40 * 1024)}
+    body = json.dumps(message).encode()
+    with live_server(mysql_app) as url:
+        status, answer = _post_chunked(url, "/v1/track",
+                                       [body[i:i + 4096] for i in range(0, len(body), 4096)])
+    assert status == 413 and answer["error"] == "message_too_large"
+    assert rows(mysql_app, Event) == []
 
 
 # --- 429 -------------------------------------------------------------------------------------
