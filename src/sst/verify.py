@@ -20,7 +20,6 @@ from .errors import ApiError, StorageUnavailableError
 from .identity.crypto import phone_lookup_key
 from .identity.phone import InvalidPhoneError, mask_phone, normalize_phone, region_of
 from .ingest import _authenticate, _read_body, _request_info, _set_cookie, _visitor
-from .ingest import sst as sst_state
 from .jsonutil import MalformedJSON, dumps, loads
 from .messages import Rejection, prepare
 from .throttle import ThrottleUnavailableError
@@ -99,7 +98,7 @@ def _begin():
     if state.otp_provider is None:
         raise ApiError(404, "otp_not_configured", "phone verification is not configured")
     body = _parse_body()
-    source, auth = _authenticate(sst_state(), body.get("writeKey"))
+    source, auth = _authenticate(state, body.get("writeKey"))
     return state, body, source, auth
 
 
@@ -178,7 +177,7 @@ def verify():
         raise _unavailable("codes cannot be checked right now", verified=False)
 
     info = _request_info(source, auth, request.path)
-    visitor = _visitor(sst_state(), info, request.headers.get("Origin") is not None,
+    visitor = _visitor(state, info, request.headers.get("Origin") is not None,
                        body.get("anonymousId"))
     try:
         user_id, created = people.person_for_phone(state.engine, phone, secret)
@@ -197,7 +196,7 @@ def verify():
                 "new" if created else "known")
     resp = _json({"verified": True, "userId": user_id}, 200)
     if visitor is not None:
-        _set_cookie(sst_state(), resp, visitor)
+        _set_cookie(state, resp, visitor)
     return resp
 
 
@@ -231,8 +230,9 @@ def _record_events(state, info, user_id, anonymous_id) -> None:
 
 
 def _issue_cookie(resp, source, auth, body):
+    state = current_app.extensions["sst"]
     info = _request_info(source, auth, request.path)
-    visitor = _visitor(sst_state(), info, request.headers.get("Origin") is not None,
+    visitor = _visitor(state, info, request.headers.get("Origin") is not None,
                        body.get("anonymousId"))
     if visitor is not None:
-        _set_cookie(sst_state(), resp, visitor)
+        _set_cookie(state, resp, visitor)
