@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug.http import parse_cookie
 
-from conftest import ORIGIN, SERVER_KEY, WRITE_KEY
+from conftest import ORIGIN, SERVER_KEY, WRITE_KEY, make_mysql_app
 from sst.cookies import CookieSigner
 from sst.extensions import db
 from sst.models import Event, Link
@@ -218,3 +218,19 @@ def test_lookalike_origins_are_refused(client, origin):
     r = browser_post(client, origin=origin)
     assert r.status_code == 403
     assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_origins_match_whatever_the_case_in_the_config(mysql_url, redis_url):
+    """Browsers send the Origin in lower case; a config entry may not be written so."""
+    app = make_mysql_app(mysql_url, redis_url, SOURCES=[
+        {"name": "web", "write_key": WRITE_KEY, "origins": ["https://WWW.Example.com/"]}])
+    client = app.test_client()
+    r = client.post("/v1/track", json={"event": "Clicked", "anonymousId": "a-case",
+                                       "writeKey": WRITE_KEY},
+                    headers={"Origin": "https://www.example.com"})
+    assert r.status_code == 200
+    assert r.headers["Access-Control-Allow-Origin"] == "https://www.example.com"
+    r = client.post("/v1/track", json={"event": "Clicked", "anonymousId": "a-case",
+                                       "writeKey": WRITE_KEY},
+                    headers={"Origin": "https://evil.example.com"})
+    assert r.status_code == 403

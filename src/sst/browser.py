@@ -13,6 +13,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, request, send_from_directory
 
+from .config import normalize_origin
+
 bp = Blueprint("browser", __name__)
 
 # The file changes only with a release; an hour keeps a deploy visible soon, and the ETag
@@ -50,7 +52,7 @@ def render_example(path: Path, api_host: str, write_key: str) -> bytes:
 
 def _dev_write_key(origin: str) -> str:
     for source in current_app.extensions["sst"].sources.values():
-        if origin in source.origins:
+        if normalize_origin(origin) in source.origins:
             return source.write_key
     abort(404, f"no source lists the origin {origin}; add it to a [[source]]'s origins")
 

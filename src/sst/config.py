@@ -219,6 +219,14 @@ def load_toml(path) -> dict:
     return out
 
 
+def normalize_origin(origin: str) -> str:
+    """An origin as browsers send it: scheme and host in lower case, no trailing slash.
+
+    Browsers serialise the Origin header in lower case; a config entry written as
+    https://WWW.Example.com must still match it."""
+    return origin.strip().rstrip("/").lower()
+
+
 def build_sources(raw_sources, where="config") -> dict[str, Source]:
     """Index sources by write key; names and keys must be unique."""
     by_key: dict[str, Source] = {}
@@ -238,7 +246,7 @@ def build_sources(raw_sources, where="config") -> dict[str, Source]:
                 raise ConfigError(f"{where}, source {entry['name']!r}: key 'rate_limit': "
                                   f"not a rate like '100/second'") from None
         names.add(entry["name"])
-        origins = frozenset(o.rstrip("/") for o in entry["origins"])
+        origins = frozenset(normalize_origin(o) for o in entry["origins"])
         if "null" in origins or "*" in origins:
             raise ConfigError(f"{where}, source {entry['name']!r}: key 'origins': "
                               "'null' and '*' are never allowed with credentials")

@@ -6,6 +6,8 @@ origin is decided in the view (403), since CORS alone does not stop the request.
 
 from flask import current_app, request
 
+from .config import normalize_origin
+
 PREFLIGHT_MAX_AGE = "7200"  # Chromium's cap
 
 
@@ -14,7 +16,7 @@ def add_cors_headers(resp):
     resp.headers.add("Vary", "Origin")
     if not origin:
         return resp
-    if origin.rstrip("/") not in current_app.extensions["sst"].all_origins:
+    if normalize_origin(origin) not in current_app.extensions["sst"].all_origins:
         return resp
     resp.headers["Access-Control-Allow-Origin"] = origin
     resp.headers["Access-Control-Allow-Credentials"] = "true"

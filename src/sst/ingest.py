@@ -15,6 +15,7 @@ from flask import Blueprint, Response, current_app, request
 from . import metrics, storage
 from .attribution import ad_cookies
 from .clock import utcnow
+from .config import normalize_origin
 from .cors import add_cors_headers
 from .errors import ApiError, StorageUnavailableError
 from .jsonutil import MalformedJSON, dumps, loads, shallow
@@ -129,7 +130,7 @@ def _authenticate(state, body_key, *, allow_query=False):
     if source is None:
         raise ApiError(401, "unknown_write_key", "the write key is not known")
     origin = request.environ.get("HTTP_ORIGIN")
-    if origin is not None and origin.rstrip("/") not in source.origins:
+    if origin is not None and normalize_origin(origin) not in source.origins:
         err = ApiError(403, "origin_not_allowed",
                        f"origin {origin[:100]!r} may not send with this write key")
         err.source = source.name  # for the rejected_payloads row, not for the answer
