@@ -126,6 +126,7 @@ def test_tiktok_error_code_in_a_200_body_is_permanent(mysql_url, redis_url):
         assert len(stub.requests) == 1
         [d] = deliveries(app)
         assert (d.state, d.attempts, d.last_code) == ("failed", 1, "40001")
+        assert d.last_status == 200  # TikTok answers errors in a 200
         assert "No permission" in d.last_error and "2026112610" in d.last_error
         [t] = tracks(app)
         assert (t.status, t.outcome) == (200, "permanent")

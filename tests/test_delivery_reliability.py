@@ -246,6 +246,7 @@ def test_429_retry_after_is_honoured(mysql_url, redis_url):
         assert len(stub.requests) == 1
         [d] = deliveries(app)
         assert (d.state, d.attempts, d.last_code) == ("pending", 1, "HTTP 429")
+        assert d.last_status == 429  # shown on the admin's event page
         assert d.next_attempt_at >= before + timedelta(seconds=120)
         assert d.next_attempt_at <= before + timedelta(seconds=130)
         run_worker(app, burst=True)  # not due yet: nothing sent
@@ -270,7 +271,7 @@ def test_exhausted_retries_fail_with_the_platform_error_kept(mysql_url, redis_ur
 
         assert len(stub.requests) == 2
         [d] = deliveries(app)
-        assert (d.state, d.attempts, d.last_code) == ("failed", 2, "2")
+        assert (d.state, d.attempts, d.last_code, d.last_status) == ("failed", 2, "2", 500)
         assert "Service temporarily unavailable" in d.last_error
         assert "Service temporarily unavailable" in d.reason
         assert [(t.attempt, t.status, t.outcome) for t in tracks(app)] == [

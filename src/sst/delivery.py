@@ -226,6 +226,8 @@ def _record(engine, dest, claimed, outcomes, exchanges, result) -> None:
             "error_message": exch.error_message, "duration_ms": exch.duration_ms,
             "created_at": to_db(exch.started_at),
         })
+    # The HTTP status of the request that carried each delivery (None: no answer came back).
+    status_of = {i: exch.status for exch, ids in exchanges for i in ids}
     changes: dict = {}  # (claim, new values) -> delivery ids
     for row in claimed:
         outcome = outcomes[row["id"]]
@@ -241,6 +243,7 @@ def _record(engine, dest, claimed, outcomes, exchanges, result) -> None:
                                      dest.retry_backoff, now, from_db(row["created_at"]))
         values = {"state": new_state, "claim": None, "locked_until": None,
                   "updated_at": to_db(now), "last_code": outcome.code,
+                  "last_status": status_of.get(row["id"]),
                   "last_error": (outcome.error or None) and outcome.error[:4000]}
         if new_state == "succeeded":
             values.update(sent_at=to_db(now), reason=None)
