@@ -5,8 +5,8 @@ import base64
 import pytest
 
 import reports_support as fx
-from sst import admin
 from sst.extensions import db
+from sst.ops import admin
 
 TOKEN = "admin-token-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,8 +8,8 @@ import pytest
 
 import reports_support as fx
 from conftest import _truncate_all, live_server, make_mysql_app
-from sst import admin
 from sst.extensions import db
+from sst.ops import admin
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import insert, select
 
 from conftest import _truncate_all, make_mysql_app
-from sst.alerts import AlertState, alert_settings, check_alerts, run_alerts
 from sst.clock import to_db
 from sst.errors import ConfigError
 from sst.extensions import db
 from sst.models import Delivery, DestinationControl
+from sst.ops.alerts import AlertState, alert_settings, check_alerts, run_alerts
 from stub_platform import Reply, StubPlatform
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
@@ -180,7 +180,7 @@ def test_bad_alerts_section_is_a_config_error(section, needle):
 
 def test_run_alerts_logs_and_goes_on(app, caplog):
     app.config["ALERTS"] = {"webhook_url": "http://x", "bogus": 1}
-    with caplog.at_level(logging.ERROR, logger="sst.alerts"):
+    with caplog.at_level(logging.ERROR, logger="sst.ops.alerts"):
         assert run_alerts(app) == []
     assert "alert check failed" in caplog.text
 

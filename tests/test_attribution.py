@@ -2,7 +2,7 @@
 
 import pytest
 
-from sst.attribution import CLICK_ID_PARAMS, ad_cookies, page_url_of, parse_touch, referrer_of
+from sst.ingest.touch import CLICK_ID_PARAMS, ad_cookies, page_url_of, parse_touch, referrer_of
 
 
 @pytest.mark.parametrize("param", CLICK_ID_PARAMS)

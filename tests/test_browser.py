@@ -24,9 +24,9 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from conftest import _truncate_all, make_mysql_app
-from sst.browser import render_example
+from sst.delivery.worker import run_worker
 from sst.extensions import db
-from sst.jobs import run_worker
+from sst.ingest.tag import render_example
 from sst.models import ClickId, Delivery, Event, Link
 from stub_platform import Reply, StubPlatform
 
@@ -217,7 +217,7 @@ def env(mysql_url, own_redis, tmp_path_factory):
                  "secret": "s3cret", "events": {"Signed Up": "*"}},
             ])
         _truncate_all(app)
-        from sst import browser as browser_module
+        from sst.ingest import tag as browser_module
 
         if "browser" not in app.blueprints:
             app.register_blueprint(browser_module.bp)

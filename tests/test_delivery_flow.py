@@ -6,8 +6,8 @@ import hmac
 from sqlalchemy import select
 
 from conftest import SERVER_KEY, _truncate_all, make_mysql_app
+from sst.delivery.worker import run_worker
 from sst.extensions import db
-from sst.jobs import run_worker
 from sst.models import Delivery, Track
 from stub_platform import Reply, StubPlatform
 

@@ -26,11 +26,13 @@ from delivery_support import (
     webhook_dest,
     worker_env,
 )
-from sst import delivery, dispatch, jobs
 from sst.cli import main as sst_cli
 from sst.connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, Outcome
-from sst.delivery import RETRY_WINDOW, SEND_GROUP, next_state, retry_delay
-from sst.jobs import run_worker
+from sst.delivery import outbox as dispatch
+from sst.delivery import sender as delivery
+from sst.delivery import worker as jobs
+from sst.delivery.sender import RETRY_WINDOW, SEND_GROUP, next_state, retry_delay
+from sst.delivery.worker import run_worker
 from stub_platform import Reply, StubPlatform
 
 

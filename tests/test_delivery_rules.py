@@ -17,7 +17,7 @@ from delivery_support import (
     tracks,
     webhook_dest,
 )
-from sst.jobs import run_worker
+from sst.delivery.worker import run_worker
 from stub_platform import Reply, StubPlatform
 
 META_OK = Reply(200, {"events_received": 1})

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from sst.identity.enrichment import (
+from sst.identity.clicks import (
     CLICK_ID_PARAMS,
     DEFAULT_WINDOWS,
     Touch,

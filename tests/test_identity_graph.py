@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from conftest import ORIGIN, SERVER_KEY, WRITE_KEY
 from otp_support import codes, cookie_id, otp_apps
-from sst import people
-from sst.enrich import build_event_data
+from sst.delivery.event_data import build_event_data
 from sst.extensions import db
+from sst.identity import people
 from sst.identity.crypto import phone_lookup_key
 from sst.models import Event, Link
 

@@ -8,8 +8,8 @@ import json
 from sqlalchemy import select
 
 from conftest import ORIGIN, WRITE_KEY, _truncate_all, make_mysql_app
+from sst.delivery.worker import run_worker
 from sst.extensions import db
-from sst.jobs import run_worker
 from sst.models import Delivery, Event, Person
 from stub_platform import Reply, StubPlatform
 

@@ -236,7 +236,7 @@ def test_unicode_and_long_integers_survive_storage(mysql_app, mysql_client):
 
 
 def test_a_message_nested_to_the_limit_is_stored(mysql_app, mysql_client):
-    from sst.messages import MAX_DEPTH
+    from sst.ingest.prepare import MAX_DEPTH
 
     value = 1
     for _ in range(MAX_DEPTH - 1):  # the message object itself is the first level

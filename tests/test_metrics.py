@@ -15,10 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
 from conftest import WRITE_KEY, _truncate_all, base_config, make_mysql_app
-from sst import create_app, metrics, migrate
+from sst import create_app, migrate
 from sst.clock import to_db, utcnow
 from sst.extensions import db
 from sst.models import Delivery, Track
+from sst.ops import metrics
 
 HOOK = {"name": "hook", "connector": "webhook", "url": "http://127.0.0.1:9/hook",
         "secret": "s3cret", "events": {"*": "*"}}
@@ -117,12 +118,13 @@ def test_counters_add_up_across_processes_in_multiprocess_mode(tmp_path):
     prom = tmp_path / "prom"
     prom.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
-    count = "from sst import metrics; metrics.count_request('track', 200); " \
+    count = "from sst.ops import metrics; metrics.count_request('track', 200); " \
             "metrics.count_messages('web', 3, 1)"
     for _ in range(2):  # two gunicorn workers, say
         subprocess.run([sys.executable, "-c", count], env=env, check=True, timeout=60)
     scrape_code = textwrap.dedent(f"""
-        from sst import create_app, metrics, migrate
+        from sst import create_app, migrate
+        from sst.ops import metrics
         app = create_app({{"TESTING": True, "DATABASE_URL": "sqlite:///{tmp_path}/mp.sqlite"}})
         with app.app_context():
             migrate.upgrade()

@@ -8,12 +8,13 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from conftest import ORIGIN, SERVER_KEY, WRITE_KEY, _truncate_all, make_mysql_app
-from sst import people, privacy
-from sst.cli_privacy import forget as forget_cmd
-from sst.cli_privacy import purge as purge_cmd
+from sst import privacy
+from sst.cli.privacy import forget as forget_cmd
+from sst.cli.privacy import purge as purge_cmd
 from sst.clock import to_db
+from sst.delivery.worker import run_worker
 from sst.extensions import db
-from sst.jobs import run_worker
+from sst.identity import people
 from sst.models import Delivery, Event, Person, RejectedPayload, Track, TrackItem
 from stub_platform import Reply, StubPlatform
 

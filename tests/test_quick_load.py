@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from sst.schemas import message_schema, quick_load
+from sst.ingest.schema import message_schema, quick_load
 
 BASE = {"type": "track", "event": "Order Completed", "messageId": "m-1",
         "anonymousId": "a-1", "userId": "u-1", "timestamp": "2026-11-26T10:15:30.123Z",

@@ -8,8 +8,8 @@ from sqlalchemy import select, update
 from conftest import SERVER_KEY, _truncate_all, make_mysql_app
 from sst.cli import main
 from sst.clock import iso, to_db, utcnow
+from sst.delivery.worker import run_worker
 from sst.extensions import db
-from sst.jobs import run_worker
 from sst.models import Delivery, Replay
 from stub_platform import Reply, StubPlatform
 

@@ -13,7 +13,7 @@ import pytest
 import reports_support as fx
 from conftest import _truncate_all, make_mysql_app
 from sst import reports
-from sst.cli_reports import report
+from sst.cli.reports import report
 from sst.extensions import db
 from sst.reports import Window
 

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sst.ingest.prepare import MAX_DEPTH, Rejection, RequestInfo, prepare
 from sst.jsonutil import MAX_PARSE_DEPTH, MalformedJSON, loads
-from sst.messages import MAX_DEPTH, Rejection, RequestInfo, prepare
 
 RECEIVED = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymysql.converters import escape_string
 
-from sst.sqltext import escape, literal, values_tuple
+from sst.ingest.lean import escape, literal, values_tuple
 
 NASTY = ["", "plain", "it's", 'say "hi"', "back\\slash", "\\'", "nul\x00byte", "ctrl-z\x1a",
          "cr\rlf\n", "percent %s %(x)s", "emoji 😀", "é\u2028", "'; DROP TABLE events; --"]

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import base_config
 from sst import create_app
-from sst.browser import bp, render_example
+from sst.ingest.tag import bp, render_example
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = "wk_dev_examples_0123456789"

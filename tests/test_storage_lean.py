@@ -8,10 +8,10 @@ import logging
 
 from sqlalchemy import text
 
-from sst import storage
 from sst.clock import utcnow
 from sst.extensions import db
-from sst.messages import RequestInfo, prepare
+from sst.ingest import store as storage
+from sst.ingest.prepare import RequestInfo, prepare
 
 
 def _event(message_id, _cache={}):  # noqa: B006 - a deliberate cache
@@ -94,7 +94,7 @@ def test_lean_insert_escapes_like_the_driver(mysql_app, caplog):
     engine = mysql_app.extensions["sst"].engine
     lean, tx = _nasty("same"), _nasty("same")
     tx.row["source"] = "other"
-    caplog.set_level(logging.DEBUG, logger="sst.storage")
+    caplog.set_level(logging.DEBUG, logger="sst.ingest.store")
     assert storage.store_events(engine, [lean]) == [True]
     assert "lean insert failed" not in caplog.text  # the SQL text itself was accepted
     assert storage.store_events(engine, [tx], on_insert=lambda *a: None) == [True]
@@ -116,7 +116,7 @@ def test_lean_insert_under_no_backslash_escapes(mysql_app, caplog):
         with entry[3].cursor() as cur:
             cur.execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, "
                         "',NO_BACKSLASH_ESCAPES')")
-    caplog.set_level(logging.DEBUG, logger="sst.storage")
+    caplog.set_level(logging.DEBUG, logger="sst.ingest.store")
     assert storage.store_events(engine, [_nasty("nbe")]) == [True]
     assert "lean insert failed" not in caplog.text  # stored by the lean path itself
     (row,) = [r for r in _rows(mysql_app) if r["message_id"] == "nbe"]

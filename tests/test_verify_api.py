@@ -19,10 +19,10 @@ from sqlalchemy.types import JSON
 import otp_support
 from conftest import ORIGIN, SERVER_KEY, WRITE_KEY, make_mysql_app
 from otp_support import cookie_id, otp_apps
-from sst import people
 from sst.extensions import db
+from sst.identity import people
+from sst.identity.people import DbCodeStore
 from sst.models import Event, Link, OtpCode, Person
-from sst.people import DbCodeStore
 
 BASE = "https://t.example.com"  # the cookie's domain is .example.com
 BROWSER = {"Origin": ORIGIN}

@@ -13,13 +13,13 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 
-from . import __version__
-from .config import Defaults, build_sources, check_production, load_toml
-from .cookies import CookieSigner
-from .destinations import FanOut, load_destinations
-from .errors import ApiError, ConfigError
-from .extensions import db
-from .jsonutil import dumps
+from sst import __version__
+from sst.config import Defaults, build_sources, check_production, load_toml
+from sst.cookies import CookieSigner
+from sst.delivery.destinations import FanOut, load_destinations
+from sst.errors import ApiError, ConfigError
+from sst.extensions import db
+from sst.jsonutil import dumps
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class SstState:
     @cached_property
     def phones(self):
         """Verified phones for deliveries (decrypted only in the worker's memory)."""
-        from .people import phones_for
+        from sst.identity.people import phones_for
 
         return phones_for(self.app.config["SECRET_KEY"])
 
@@ -86,7 +86,7 @@ class SstState:
 
     @cached_property
     def throttle(self):
-        from .throttle import Throttle
+        from sst.throttle import Throttle
 
         return Throttle(self.redis_url)
 
@@ -104,8 +104,8 @@ class SstState:
     @cached_property
     def otp_provider(self):
         """The configured OTP provider, or None when [identity] names none."""
-        from .identity.otp import build_provider
-        from .people import DbCodeStore
+        from sst.identity.otp import build_provider
+        from sst.identity.people import DbCodeStore
 
         identity = self.app.config.get("IDENTITY") or {}
         if not identity.get("otp_provider"):
@@ -116,7 +116,7 @@ class SstState:
                               http_client=self.app.config.get("OTP_HTTP_CLIENT"))
 
     def store(self, prepared):
-        from .storage import store_events
+        from sst.ingest.store import store_events
 
         return store_events(self.engine, prepared, on_insert=self.on_insert)
 
@@ -181,7 +181,7 @@ def create_app(overrides=None):
         app.config.update(overrides)
 
     check_production(app.config)
-    from .logs import configure_logging
+    from sst.logs import configure_logging
 
     configure_logging(app)
     sources = build_sources(app.config["SOURCES"], f"config file {config_path or '(none)'}")
@@ -203,19 +203,22 @@ def create_app(overrides=None):
     except ValueError as exc:
         raise ConfigError(f"config file {config_path or '(none)'}, [identity]: {exc}") from None
 
-    from . import admin, browser, health, ingest, metrics, verify
-    from .alerts import alert_settings
+    from sst.identity import views as otp_views
+    from sst.ingest import tag
+    from sst.ingest import views as ingest_views
+    from sst.ops import admin, health, metrics
+    from sst.ops.alerts import alert_settings
 
     try:
         alert_settings(app.config)
     except ConfigError as exc:
         raise ConfigError(f"config file {config_path or '(none)'}, {exc}") from None
 
-    app.register_blueprint(ingest.bp)
+    app.register_blueprint(ingest_views.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(verify.bp)
+    app.register_blueprint(otp_views.bp)
     app.register_blueprint(metrics.bp)
-    app.register_blueprint(browser.bp)
+    app.register_blueprint(tag.bp)
     app.register_blueprint(admin.bp)
     _register_error_handlers(app)
     hops = int(app.config.get("PROXY_FIX_X_FOR") or 0)

@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy import and_, func, or_, select
 
-from .clock import to_db, utcnow
-from .errors import ConfigError
-from .identity import hashing as h
-from .identity.crypto import PhoneCipher
-from .models import Event, Link, Person
+from sst.clock import to_db, utcnow
+from sst.errors import ConfigError
+from sst.identity import hashing as h
+from sst.identity.crypto import PhoneCipher
+from sst.models import Event, Link, Person
 
 events_t = Event.__table__
 links_t = Link.__table__

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from .errors import ConfigError
+from sst.errors import ConfigError
 
 DEV_SECRET_KEY = "sst-development-secret-do-not-use-in-production"
 

@@ -6,7 +6,7 @@ origin is decided in the view (403), since CORS alone does not stop the request.
 
 from flask import current_app, request
 
-from .config import normalize_origin
+from sst.config import normalize_origin
 
 PREFLIGHT_MAX_AGE = "7200"  # Chromium's cap
 

@@ -24,7 +24,7 @@ def upgrade(revision: str = "head") -> None:
 def current() -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    from .extensions import db
+    from sst.extensions import db
 
     with db.engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

@@ -7,7 +7,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Index, Integ
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .extensions import db
+from sst.extensions import db
 
 # Microsecond precision on MySQL (its DATETIME defaults to whole seconds).
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")

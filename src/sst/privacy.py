@@ -28,12 +28,12 @@ from datetime import timedelta
 from sqlalchemy import JSON, String, Text, and_, cast, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .clock import to_db, utcnow
-from .errors import SstError
-from .extensions import db
-from .identity import hashing as h
-from .identity.crypto import PhoneCipher, phone_lookup_key
-from .models import (
+from sst.clock import to_db, utcnow
+from sst.errors import SstError
+from sst.extensions import db
+from sst.identity import hashing as h
+from sst.identity.crypto import PhoneCipher, phone_lookup_key
+from sst.models import (
     TABLE_OPTS,
     BigId,
     ClickId,
@@ -157,7 +157,7 @@ def resolve_subject(engine, secret, *, phone=None, user_id=None, anonymous_id=No
 
     Raises PrivacyError for a bad selector or a graph too large to be one person.
     """
-    from .identity.phone import InvalidPhoneError, normalize_phone
+    from sst.identity.phone import InvalidPhoneError, normalize_phone
 
     given = [(k, v) for k, v in (("phone", phone), ("user_id", user_id),
                                  ("anonymous_id", anonymous_id)) if v is not None]

@@ -43,8 +43,8 @@ from sqlalchemy import (
     select,
 )
 
-from .clock import iso, to_db
-from .models import ClickId, Delivery, Event, Link, Person, Track, Visitor
+from sst.clock import iso, to_db
+from sst.models import ClickId, Delivery, Event, Link, Person, Track, Visitor
 
 events_t = Event.__table__
 deliveries_t = Delivery.__table__

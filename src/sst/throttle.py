@@ -8,7 +8,7 @@ import math
 import time
 from functools import cached_property
 
-from .errors import SstError
+from sst.errors import SstError
 
 logger = logging.getLogger(__name__)
 

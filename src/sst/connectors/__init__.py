@@ -28,7 +28,7 @@ class ConnectorConfigError(ValueError):
 
 def register(cls: type) -> type:
     """Class decorator: add a Connector subclass to the registry under `cls.name`."""
-    from .base import Connector
+    from sst.connectors.base import Connector
 
     if not (isinstance(cls, type) and issubclass(cls, Connector)) or not cls.name:
         raise TypeError(f"{cls!r} is not a named Connector subclass")

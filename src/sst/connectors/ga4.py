@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 
 from marshmallow import fields
 
-from . import register
-from .base import (
+from sst.connectors import register
+from sst.connectors.base import (
     PERMANENT,
     SUCCESS,
     Connector,

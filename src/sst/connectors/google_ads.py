@@ -16,9 +16,8 @@ from urllib.parse import urlencode
 
 from marshmallow import fields, validate
 
-from ..identity import hashing as h
-from . import register
-from .base import (
+from sst.connectors import register
+from sst.connectors.base import (
     PERMANENT,
     RETRYABLE,
     SUCCESS,
@@ -37,6 +36,7 @@ from .base import (
     user_email,
     user_phone,
 )
+from sst.identity import hashing as h
 
 TOKEN_URL = "https://oauth2.googleapis.com/token"
 # One click id per conversion; gclid first, then the iOS ones (web-to-web wbraid before gbraid).

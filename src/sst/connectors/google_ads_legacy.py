@@ -14,8 +14,8 @@ from datetime import UTC
 
 from marshmallow import fields, validate
 
-from . import register
-from .base import (
+from sst.connectors import register
+from sst.connectors.base import (
     PERMANENT,
     RETRYABLE,
     SUCCESS,
@@ -27,7 +27,7 @@ from .base import (
     money,
     order_id,
 )
-from .google_ads import (
+from sst.connectors.google_ads import (
     GoogleAdsConnector,
     GoogleOAuthSettings,
     click_id,

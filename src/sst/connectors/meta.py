@@ -14,9 +14,8 @@ from urllib.parse import quote, urlencode
 
 from marshmallow import fields, validate
 
-from ..identity import hashing as h
-from . import register
-from .base import (
+from sst.connectors import register
+from sst.connectors.base import (
     PERMANENT,
     RETRYABLE,
     SUCCESS,
@@ -38,6 +37,7 @@ from .base import (
     user_email,
     user_phone,
 )
+from sst.identity import hashing as h
 
 API_VERSION = "v25.0"
 # Graph error codes: 1/2 temporary, 4/17/32/341/613 throttling, 80003 ad-account rate limit.

@@ -13,9 +13,8 @@ from datetime import timedelta
 
 from marshmallow import fields
 
-from ..identity import hashing as h
-from . import register
-from .base import (
+from sst.connectors import register
+from sst.connectors.base import (
     PERMANENT,
     RETRYABLE,
     SUCCESS,
@@ -35,6 +34,7 @@ from .base import (
     user_email,
     user_phone,
 )
+from sst.identity import hashing as h
 
 # 0 OK, 20001 partial success (treated as sent; unconfirmed, per RudderStack).
 SUCCESS_CODES = frozenset({0, 20001})

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 from marshmallow import ValidationError, fields, validates_schema
 
-from .. import __version__
-from . import register
-from .base import (
+from sst import __version__
+from sst.connectors import register
+from sst.connectors.base import (
     PERMANENT,
     RETRYABLE,
     SUCCESS,

@@ -32,8 +32,8 @@ from twilio.http import HttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from .crypto import derive_key, phone_lookup_key
-from .phone import mask_phone
+from sst.identity.crypto import derive_key, phone_lookup_key
+from sst.identity.phone import mask_phone
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 from alembic import context
 
-from sst import alerts, models, privacy  # noqa: F401  (registers the tables on db.metadata)
+from sst import models, privacy  # noqa: F401  (registers the tables on db.metadata)
+from sst.ops import alerts  # noqa: F401
 from sst.extensions import db
 
 config = context.config

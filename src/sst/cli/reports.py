@@ -9,8 +9,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from . import reports
-from .clock import parse_relative, utcnow
+from sst import reports
+from sst.clock import parse_relative, utcnow
 
 
 def _when(ctx, param, value):
@@ -122,7 +122,7 @@ def report(which, since, until, source, conversion_events, as_json, as_csv):
     WHICH is events, deliveries, attribution or all (the default). Every figure is computed
     in the database.
     """
-    from .jsonutil import dumps
+    from sst.jsonutil import dumps
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv exclude each other")

@@ -14,15 +14,15 @@ import phonenumbers
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import OperationalError
 
-from . import people
-from .cors import add_cors_headers
-from .errors import ApiError, StorageUnavailableError
-from .identity.crypto import phone_lookup_key
-from .identity.phone import InvalidPhoneError, mask_phone, normalize_phone, region_of
-from .ingest import _authenticate, _read_body, _request_info, _set_cookie, _visitor
-from .jsonutil import MalformedJSON, dumps, loads
-from .messages import Rejection, prepare
-from .throttle import ThrottleUnavailableError
+from sst.cors import add_cors_headers
+from sst.errors import ApiError, StorageUnavailableError
+from sst.identity import people
+from sst.identity.crypto import phone_lookup_key
+from sst.identity.phone import InvalidPhoneError, mask_phone, normalize_phone, region_of
+from sst.ingest.prepare import Rejection, prepare
+from sst.ingest.views import _authenticate, _read_body, _request_info, _set_cookie, _visitor
+from sst.jsonutil import MalformedJSON, dumps, loads
+from sst.throttle import ThrottleUnavailableError
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("verify", __name__)

@@ -9,11 +9,11 @@ from functools import lru_cache
 
 from marshmallow import ValidationError
 
-from .attribution import AD_COOKIES, page_url_of, parse_touch, referrer_of
-from .clock import corrected_event_time, to_db
-from .jsonutil import dumps, nesting_depth
-from .schemas import flat_errors, message_schema, quick_load
-from .storage import PreparedEvent, Touch
+from sst.clock import corrected_event_time, to_db
+from sst.ingest.schema import flat_errors, message_schema, quick_load
+from sst.ingest.store import PreparedEvent, Touch
+from sst.ingest.touch import AD_COOKIES, page_url_of, parse_touch, referrer_of
+from sst.jsonutil import dumps, nesting_depth
 
 
 @dataclass

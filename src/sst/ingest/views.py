@@ -1,7 +1,7 @@
 """Blueprint "ingest": Segment-compatible tracking API and the pixel.
 
 Views stay thin: read the request, hand messages to messages.prepare(), store them with
-storage.store_events(), answer. Every refused request is kept in rejected_payloads.
+store.store_events(), answer. Every refused request is kept in rejected_payloads.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ import logging
 
 from flask import Blueprint, Response, current_app, request
 
-from . import metrics, storage
-from .attribution import ad_cookies
-from .clock import utcnow
-from .config import normalize_origin
-from .cors import add_cors_headers
-from .errors import ApiError, StorageUnavailableError
-from .jsonutil import MalformedJSON, dumps, loads, shallow
-from .logs import log_rejection
-from .messages import MAX_DEPTH, Rejection, RequestInfo, prepare
-from .pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
-from .schemas import MESSAGE_TYPES
+from sst.clock import utcnow
+from sst.config import normalize_origin
+from sst.cors import add_cors_headers
+from sst.errors import ApiError, StorageUnavailableError
+from sst.ingest import store
+from sst.ingest.pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
+from sst.ingest.prepare import MAX_DEPTH, Rejection, RequestInfo, prepare
+from sst.ingest.schema import MESSAGE_TYPES
+from sst.ingest.touch import ad_cookies
+from sst.jsonutil import MalformedJSON, dumps, loads, shallow
+from sst.logs import log_rejection
+from sst.ops import metrics
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
@@ -153,7 +154,7 @@ def _visitor(state, info: RequestInfo, browser: bool, first_anonymous_id) -> str
         text = str(first_anonymous_id).strip()
         if 0 < len(text) <= 128:
             return text
-    from .cookies import new_anonymous_id
+    from sst.cookies import new_anonymous_id
 
     return new_anonymous_id()
 
@@ -167,7 +168,7 @@ def _set_cookie(state, resp: Response, visitor_id: str) -> None:
 
 def _reject(status, code, message, *, source=None, details=None, body=None):
     state = sst()
-    storage.record_rejection(
+    store.record_rejection(
         state.engine, keep=state.rejected_keep, source=source, endpoint=request.path[:64],
         status=status, error=code, message=message[:1000], details=details, body=body,
         ip=request.remote_addr, user_agent=request.headers.get("User-Agent"),
@@ -248,7 +249,7 @@ def _request_info(source, auth, endpoint, batch_sent_at=None) -> RequestInfo:
 
 
 def _batch_sent_at(payload):
-    from .clock import parse_time
+    from sst.clock import parse_time
 
     try:
         return parse_time(payload["sentAt"]) if payload.get("sentAt") else None

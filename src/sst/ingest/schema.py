@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from .clock import parse_time
-from .models import ID_LEN
+from sst.clock import parse_time
+from sst.models import ID_LEN
 
 MESSAGE_TYPES = ("track", "page", "screen", "identify", "alias", "group")
 

@@ -12,11 +12,11 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from .errors import ConfigError
+from sst.errors import ConfigError
 
 
 def _create_app():
-    from .app import create_app
+    from sst.app import create_app
 
     try:
         return create_app()
@@ -44,7 +44,7 @@ def db():
 @with_appcontext
 def db_upgrade(revision):
     """Create or migrate the schema; safe to run again."""
-    from . import migrate
+    from sst import migrate
 
     try:
         migrate.upgrade(revision)
@@ -62,7 +62,7 @@ def db_upgrade(revision):
 @with_appcontext
 def db_current():
     """Print the schema's revision."""
-    from . import migrate
+    from sst import migrate
 
     click.echo(migrate.current() or "(empty)")
 
@@ -121,7 +121,7 @@ def dev(host, port, folder):
     config_path = base / "config.toml"
     if not config_path.exists():
         config_path.write_text(DEV_CONFIG.format(write_key=new_write_key(), port=port))
-    from .app import create_app
+    from sst.app import create_app
 
     try:
         app = create_app({"CONFIG": str(config_path), "INSTANCE_PATH": str(base),
@@ -130,7 +130,7 @@ def dev(host, port, folder):
     except ConfigError as exc:
         click.echo(f"sst: {exc}", err=True)
         sys.exit(2)
-    from . import migrate
+    from sst import migrate
 
     with app.app_context():
         migrate.upgrade()
@@ -161,7 +161,7 @@ def _run_server(app, host, port):
 def _start_embedded_worker(app):
     """The in-process queue of embedded mode, when the delivery layer is installed."""
     try:
-        from .jobs import start_embedded_worker
+        from sst.delivery.worker import start_embedded_worker
     except ImportError:
         return
     start_embedded_worker(app)
@@ -185,8 +185,8 @@ def events_tail(lines, as_json, follow, source):
     """Print the latest stored events, oldest first."""
     from sqlalchemy import select
 
-    from .extensions import db
-    from .models import Event
+    from sst.extensions import db
+    from sst.models import Event
 
     def fetch(after_id=None, limit=lines):
         q = select(Event).order_by(Event.id.desc()).limit(limit)
@@ -210,8 +210,8 @@ def events_tail(lines, as_json, follow, source):
 
 
 def _print_event(ev, as_json):
-    from .clock import iso
-    from .jsonutil import dumps
+    from sst.clock import iso
+    from sst.jsonutil import dumps
 
     if as_json:
         click.echo(dumps({
@@ -242,7 +242,7 @@ def _print_event(ev, as_json):
 @with_appcontext
 def worker(burst, queues, worker_class, no_relay, sweep_interval):
     """Run an RQ worker with the scheduler, the relay and the periodic sweep."""
-    from .jobs import run_worker
+    from sst.delivery.worker import run_worker
 
     run_worker(current_app._get_current_object(), burst=burst, queues=queues,
                worker_class=worker_class, sweep_every=sweep_interval, with_relay=not no_relay)
@@ -252,19 +252,19 @@ def worker(burst, queues, worker_class, no_relay, sweep_interval):
 @with_appcontext
 def sweep():
     """Re-enqueue deliveries that are pending, or lost by Redis or a dead worker."""
-    from . import dispatch
-    from .jobs import job_checker, make_enqueuer, rq_connection
+    from sst.delivery import outbox
+    from sst.delivery.worker import job_checker, make_enqueuer, rq_connection
 
     state = current_app.extensions["sst"]
     try:
         if state.redis_url:
             conn = rq_connection(state)
-            counts = dispatch.sweep(state, job_checker(conn))
-            moved = dispatch.relay(state, make_enqueuer(state, conn))
+            counts = outbox.sweep(state, job_checker(conn))
+            moved = outbox.relay(state, make_enqueuer(state, conn))
         else:
-            from .jobs import run_inline
+            from sst.delivery.worker import run_inline
 
-            counts = dispatch.sweep(state)
+            counts = outbox.sweep(state)
             moved = run_inline(state)
     except Exception as exc:
         click.echo(f"sst sweep: {exc.__class__.__name__}: {exc}", err=True)
@@ -285,10 +285,10 @@ def tracks(event_ref, destination, limit, as_json, bodies):
     """Outgoing requests and their answers (the delivery ledger), newest first."""
     from sqlalchemy import or_, select
 
-    from .clock import iso
-    from .extensions import db
-    from .jsonutil import dumps
-    from .models import Event, Track, TrackItem
+    from sst.clock import iso
+    from sst.extensions import db
+    from sst.jsonutil import dumps
+    from sst.models import Event, Track, TrackItem
 
     q = select(Track).order_by(Track.id.desc()).limit(limit)
     if event_ref:
@@ -336,12 +336,12 @@ def identity_show(phone, user_id, anonymous_id, as_json):
     """Print a person: userId, masked phone, devices and click history."""
     from sqlalchemy import select
 
-    from . import people
-    from .clock import iso
-    from .identity.crypto import PhoneCipher, phone_lookup_key
-    from .identity.phone import InvalidPhoneError, mask_phone, normalize_phone
-    from .jsonutil import dumps
-    from .models import ClickId, Event, Visitor
+    from sst.clock import iso
+    from sst.identity import people
+    from sst.identity.crypto import PhoneCipher, phone_lookup_key
+    from sst.identity.phone import InvalidPhoneError, mask_phone, normalize_phone
+    from sst.jsonutil import dumps
+    from sst.models import ClickId, Event, Visitor
 
     if sum(x is not None for x in (phone, user_id, anonymous_id)) != 1:
         raise click.UsageError("give exactly one of --phone, --user-id, --anonymous-id")
@@ -408,7 +408,7 @@ def identity_show(phone, user_id, anonymous_id, as_json):
 
 
 def _parse_time_opt(ctx, param, value):
-    from .clock import parse_relative
+    from sst.clock import parse_relative
 
     if value is None:
         return None
@@ -450,9 +450,9 @@ def _event_ids(values):
 def replay(destinations, since, until, events, statuses, error, sources, dry_run, force,
            yes, as_json):
     """Re-send failed deliveries with each event's original time and id."""
-    from . import replay as rp
-    from .jobs import make_enqueuer, rq_connection
-    from .jsonutil import dumps
+    from sst.delivery import replay as rp
+    from sst.delivery.worker import make_enqueuer, rq_connection
+    from sst.jsonutil import dumps
 
     state = current_app.extensions["sst"]
     unknown = [d for d in destinations if d not in state.destinations]
@@ -505,13 +505,13 @@ def status(as_json):
     """Per destination, last hour and day: sent, outcomes, latency, last error."""
     from datetime import timedelta
 
-    from . import ops
-    from .jsonutil import dumps
+    from sst.jsonutil import dumps
+    from sst.ops.status import delivery_backlog, destination_status
 
     state = current_app.extensions["sst"]
     windows = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
-    doc = {name: ops.destination_status(state, w) for name, w in windows.items()}
-    doc["backlog"] = ops.delivery_backlog(state)
+    doc = {name: destination_status(state, w) for name, w in windows.items()}
+    doc["backlog"] = delivery_backlog(state)
     if as_json:
         click.echo(dumps(doc))
         return
@@ -544,8 +544,8 @@ def destination():
 def _set_paused(name, paused):
     from sqlalchemy import insert, update
 
-    from .clock import to_db, utcnow
-    from .models import DestinationControl
+    from sst.clock import to_db, utcnow
+    from sst.models import DestinationControl
 
     state = current_app.extensions["sst"]
     if name not in state.destinations:
@@ -581,8 +581,8 @@ def destination_resume(name):
 @with_appcontext
 def destination_list():
     """Configured destinations, their connector and whether they are paused."""
-    from .connectors.base import mask_settings
-    from .dispatch import paused_destinations
+    from sst.connectors.base import mask_settings
+    from sst.delivery.outbox import paused_destinations
 
     state = current_app.extensions["sst"]
     with state.engine.connect() as conn:
@@ -603,7 +603,7 @@ def _rq(state):
     if not state.redis_url:
         click.echo("sst: no SST_REDIS_URL: the embedded queue has no RQ queues", err=True)
         sys.exit(2)
-    from .jobs import rq_connection
+    from sst.delivery.worker import rq_connection
 
     return rq_connection(state)
 
@@ -615,17 +615,17 @@ def queue_stats_cmd(as_json):
     """Depth and registries per queue, workers, and the delivery backlog."""
     from rq import Worker
 
-    from . import ops
-    from .jobs import QUEUE
-    from .jsonutil import dumps
+    from sst.delivery.worker import QUEUE
+    from sst.jsonutil import dumps
+    from sst.ops.status import delivery_backlog, queue_stats
 
     state = current_app.extensions["sst"]
     conn = _rq(state)
     try:
-        doc = {"queues": ops.queue_stats(conn, [QUEUE]),
+        doc = {"queues": queue_stats(conn, [QUEUE]),
                "workers": [{"name": w.name, "state": w.get_state(), "queues": w.queue_names()}
                            for w in Worker.all(connection=conn)],
-               "deliveries": ops.delivery_backlog(state)}
+               "deliveries": delivery_backlog(state)}
     except Exception as exc:
         click.echo(f"sst queue stats: {exc.__class__.__name__}: {exc}", err=True)
         sys.exit(1)
@@ -652,7 +652,7 @@ def queue_failed(limit):
     from rq.job import Job
     from rq.registry import FailedJobRegistry
 
-    from .jobs import QUEUE
+    from sst.delivery.worker import QUEUE
 
     conn = _rq(current_app.extensions["sst"])
     registry = FailedJobRegistry(queue=Queue(QUEUE, connection=conn))
@@ -675,7 +675,7 @@ def queue_requeue(all_, job_ids):
     from rq import Queue
     from rq.registry import FailedJobRegistry
 
-    from .jobs import QUEUE
+    from sst.delivery.worker import QUEUE
 
     if not all_ and not job_ids:
         raise click.UsageError("give job ids or --all")
@@ -722,8 +722,8 @@ def alerts():
 @with_appcontext
 def alerts_check(dry_run, as_json):
     """Evaluate the thresholds now and post what crossed them (once per window)."""
-    from .alerts import alert_settings, check_alerts
-    from .jsonutil import dumps
+    from sst.jsonutil import dumps
+    from sst.ops.alerts import alert_settings, check_alerts
 
     try:
         settings = alert_settings(current_app.config)
@@ -748,8 +748,8 @@ def alerts_check(dry_run, as_json):
 
 
 # Commands that live in their own modules.
-from .cli_privacy import audience, forget, purge  # noqa: E402
-from .cli_reports import report  # noqa: E402
+from sst.cli.privacy import audience, forget, purge  # noqa: E402
+from sst.cli.reports import report  # noqa: E402
 
 for _command in (audience, forget, purge, report):
     main.add_command(_command)

@@ -15,11 +15,13 @@ from datetime import timedelta
 from flask import Blueprint, Response, abort, current_app, render_template, request
 from sqlalchemy import or_, select
 
-from . import charts, ops, reports
-from .clock import iso, parse_relative, utcnow
-from .config import resolve_env_refs
-from .errors import ConfigError
-from .models import Delivery, Event, Track, TrackItem
+from sst import reports
+from sst.clock import iso, parse_relative, utcnow
+from sst.config import resolve_env_refs
+from sst.errors import ConfigError
+from sst.models import Delivery, Event, Track, TrackItem
+from sst.ops import charts
+from sst.ops.status import delivery_backlog, destination_status
 
 logger = logging.getLogger(__name__)
 
@@ -138,13 +140,13 @@ def status():
     since, error = _window_arg("window", "24h")
     if error:
         since = utcnow() - timedelta(hours=24)
-    rows = ops.destination_status(_state(), utcnow() - since)
+    rows = destination_status(_state(), utcnow() - since)
     chart = charts.bars(
         "Deliveries by destination and state",
         [(r["destination"], {"succeeded": r["succeeded"], "failed": r["failed"],
                              "skipped": r["skipped"], "waiting": r["pending"]}) for r in rows],
         ["succeeded", "failed", "skipped", "waiting"])
-    backlog = ops.delivery_backlog(_state())
+    backlog = delivery_backlog(_state())
     return render_template("admin/status.html", rows=rows, chart=chart, error=error,
                            backlog=backlog, oldest=_age(backlog["oldest_pending_age_s"]),
                            window=request.args.get("window", "24h")), 400 if error else 200

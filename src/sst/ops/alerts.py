@@ -30,11 +30,11 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy import String, and_, delete, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .clock import from_db, to_db, utcnow
-from .config import resolve_env_refs
-from .errors import ConfigError
-from .extensions import db
-from .models import TABLE_OPTS, Delivery, DestinationControl, Timestamp
+from sst.clock import from_db, to_db, utcnow
+from sst.config import resolve_env_refs
+from sst.errors import ConfigError
+from sst.extensions import db
+from sst.models import TABLE_OPTS, Delivery, DestinationControl, Timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def evaluate(conn, settings: AlertSettings, now: datetime) -> list[dict]:
 def _claim(engine, key: str, now: datetime, window: timedelta):
     """Take the right to send `key` now. Returns the previous send time to give back on
     failure (None for a first send), or False when it was sent within the window."""
-    from .storage import insert_ignore
+    from sst.ingest.store import insert_ignore
 
     t = alert_state_t.c
     with engine.begin() as conn:

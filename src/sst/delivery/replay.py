@@ -14,10 +14,10 @@ from datetime import datetime
 
 from sqlalchemy import insert, or_, select, update
 
-from .clock import from_db, to_db, utcnow
-from .connectors.base import AGE_MARGIN
-from .dispatch import enqueue_groups
-from .models import Delivery, Event, Replay
+from sst.clock import from_db, to_db, utcnow
+from sst.connectors.base import AGE_MARGIN
+from sst.delivery.outbox import enqueue_groups
+from sst.models import Delivery, Event, Replay
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from .jsonutil import MalformedJSON, loads
+from sst.jsonutil import MalformedJSON, loads
 
 # The classic transparent 1x1 GIF89a: 43 bytes.
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")

@@ -20,8 +20,8 @@ def _fail(command, exc):
 
 
 def _audiences(command):
-    from .audiences import load_audiences
-    from .errors import ConfigError
+    from sst.audiences import load_audiences
+    from sst.errors import ConfigError
 
     try:
         return load_audiences(current_app.config.get("AUDIENCES") or [])
@@ -69,8 +69,8 @@ def _open_output(path):
 @with_appcontext
 def audience_export(name, fmt, output, as_json):
     """Write an audience's SHA-256 hashed identifiers in a platform's file layout."""
-    from . import audiences as aud
-    from .jsonutil import dumps
+    from sst import audiences as aud
+    from sst.jsonutil import dumps
 
     audiences = _audiences("audience export")
     if name not in audiences:
@@ -123,8 +123,8 @@ def forget(phone, user_id, anonymous_id, yes, dry_run, pause, as_json):
 
     Without --yes this is a dry run. An erasure record with counts only is kept.
     """
-    from . import privacy
-    from .jsonutil import dumps
+    from sst import privacy
+    from sst.jsonutil import dumps
 
     state = _state()
     region = (current_app.config.get("IDENTITY") or {}).get("default_region") or "US"
@@ -164,8 +164,8 @@ def forget(phone, user_id, anonymous_id, yes, dry_run, pause, as_json):
 @with_appcontext
 def purge(yes, dry_run, batch_size, pause, as_json):
     """Apply [retention]: drop old bodies, events, refused payloads and Track rows."""
-    from . import privacy
-    from .jsonutil import dumps
+    from sst import privacy
+    from sst.jsonutil import dumps
 
     try:
         policy = privacy.retention_policy(current_app.config.get("RETENTION"))

@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import mysql, sqlite
 
-from .clock import to_db, utcnow
-from .identity.crypto import PhoneCipher, new_user_id, phone_lookup_key
-from .identity.otp import StoredCode
-from .identity.phone import region_of
-from .models import Link, OtpCode, Person
-from .storage import insert_ignore
+from sst.clock import to_db, utcnow
+from sst.identity.crypto import PhoneCipher, new_user_id, phone_lookup_key
+from sst.identity.otp import StoredCode
+from sst.identity.phone import region_of
+from sst.ingest.store import insert_ignore
+from sst.models import Link, OtpCode, Person
 
 persons_t = Person.__table__
 codes_t = OtpCode.__table__

@@ -6,14 +6,14 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from .clock import iso, to_db, utcnow
-from .models import Delivery, Track
+from sst.clock import iso, to_db, utcnow
+from sst.models import Delivery, Track
 
 deliveries_t = Delivery.__table__
 tracks_t = Track.__table__
 
 
-def _percentile(conn, destination, since, p) -> float | None:
+def percentile(conn, destination, since, p) -> float | None:
     """The p-th percentile of request durations, computed in the database."""
     t = tracks_t.c
     base = (t.destination == destination, t.created_at >= to_db(since),
@@ -62,8 +62,8 @@ def destination_status(state, window: timedelta) -> list[dict]:
                 "skipped": counts.get("skipped", 0),
                 "pending": counts.get("pending", 0) + counts.get("queued", 0),
                 "retrying": retrying.get(name, 0),
-                "p50_ms": _percentile(conn, name, since, 0.5),
-                "p95_ms": _percentile(conn, name, since, 0.95),
+                "p50_ms": percentile(conn, name, since, 0.5),
+                "p95_ms": percentile(conn, name, since, 0.95),
                 "last_error": None if last is None else {
                     "time": iso(last.created_at), "status": last.status,
                     "error": (last.error_message or last.error_class
@@ -81,7 +81,7 @@ def delivery_backlog(state) -> dict:
                               .where(d.state.in_(("pending", "queued")))).scalar()
     age = None
     if oldest is not None:
-        from .clock import from_db
+        from sst.clock import from_db
 
         age = max(0.0, (utcnow() - from_db(oldest)).total_seconds())
     return {"states": counts, "oldest_pending_age_s": age}

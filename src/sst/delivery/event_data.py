@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from .clock import from_db
-from .connectors.base import ClickId, EventData
-from .identity.enrichment import Touch, best_click_ids
-from .models import ClickId as ClickRow
-from .models import Event, Link, Person, Visitor
+from sst.clock import from_db
+from sst.connectors.base import ClickId, EventData
+from sst.identity.clicks import Touch, best_click_ids
+from sst.models import ClickId as ClickRow
+from sst.models import Event, Link, Person, Visitor
 
 
 def _traits(message: dict) -> dict:

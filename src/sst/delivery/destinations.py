@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import insert
 
-from . import connectors
-from .errors import ConfigError
-from .models import Delivery
+from sst import connectors
+from sst.errors import ConfigError
+from sst.models import Delivery
 
 logger = logging.getLogger(__name__)
 

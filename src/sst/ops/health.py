@@ -5,7 +5,7 @@ import logging
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
-from .extensions import db
+from sst.extensions import db
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from .clock import to_db, utcnow
-from .models import Delivery, DestinationControl
+from sst.clock import to_db, utcnow
+from sst.models import Delivery, DestinationControl
 
 logger = logging.getLogger(__name__)
 

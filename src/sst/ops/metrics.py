@@ -40,11 +40,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import func, select
 
-from . import ops
-from .alerts import finished_counts, oldest_waiting, paused_destinations
-from .clock import to_db, utcnow
-from .errors import ApiError
-from .models import Delivery, Track
+from sst.clock import to_db, utcnow
+from sst.errors import ApiError
+from sst.models import Delivery, Track
+from sst.ops.alerts import finished_counts, oldest_waiting, paused_destinations
+from sst.ops.status import percentile, queue_stats
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
@@ -149,7 +149,7 @@ class DeliveryCollector:
                 .where(t.created_at >= to_db(since))
                 .group_by(t.destination, t.outcome)).all()
             names = sorted(set(configured) | {dest for dest, _, _ in requests_})
-            latency = {(name, q): ops._percentile(conn, name, since, q)
+            latency = {(name, q): percentile(conn, name, since, q)
                        for name in names for q in QUANTILES}
             paused = set(paused_destinations(conn))
             age = oldest_waiting(conn, self.now, sorted(paused))
@@ -190,11 +190,11 @@ class DeliveryCollector:
         return [deliveries, done, sent, lat, oldest, paused_g]
 
     def _redis(self):
-        from .jobs import QUEUE
+        from sst.delivery.worker import QUEUE
 
         up = _gauge("sst_redis_up", "1 when Redis answered this scrape.")
         try:
-            stats = ops.queue_stats(self.state.redis, [QUEUE])
+            stats = queue_stats(self.state.redis, [QUEUE])
         except Exception as exc:  # Redis down must not fail the scrape
             logger.warning("metrics: redis: %s", exc.__class__.__name__)
             up.add_metric([], 0)
@@ -238,11 +238,11 @@ def scrape_registry(state, now=None) -> CollectorRegistry:
 @bp.record
 def _setup(setup_state):
     """Read [admin] token once, at start-up (a missing env: variable fails it there)."""
-    from .config import resolve_env_refs
+    from sst.config import resolve_env_refs
 
     app = setup_state.app
     admin = resolve_env_refs(app.config.get("ADMIN") or {}, "config [admin]")
-    app.extensions["sst.metrics"] = {"token": admin.get("token") or None}
+    app.extensions["sst.ops.metrics"] = {"token": admin.get("token") or None}
 
 
 def _check_token(token: str) -> None:
@@ -258,7 +258,7 @@ def _check_token(token: str) -> None:
 @bp.get("/metrics")
 def metrics():
     """Prometheus scrape."""
-    token = current_app.extensions.get("sst.metrics", {}).get("token")
+    token = current_app.extensions.get("sst.ops.metrics", {}).get("token")
     if token:
         _check_token(token)
     encoder, content_type = choose_encoder(request.headers.get("Accept"))

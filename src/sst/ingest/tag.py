@@ -13,14 +13,14 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, request, send_from_directory
 
-from .config import normalize_origin
+from sst.config import normalize_origin
 
 bp = Blueprint("browser", __name__)
 
 # The file changes only with a release; an hour keeps a deploy visible soon, and the ETag
 # makes the revalidation after that a 304.
 SCRIPT_MAX_AGE = 3600
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # the repo's, in a checkout
+EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"  # the repo's, in a checkout
 
 
 @cache

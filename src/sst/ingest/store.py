@@ -16,10 +16,10 @@ from datetime import datetime
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .clock import from_db, iso, parse_time, utcnow
-from .errors import StorageUnavailableError
-from .models import ClickId, Event, Link, RejectedPayload, Visitor
-from .sqltext import values_tuple
+from sst.clock import from_db, iso, parse_time, utcnow
+from sst.errors import StorageUnavailableError
+from sst.ingest.lean import values_tuple
+from sst.models import ClickId, Event, Link, RejectedPayload, Visitor
 
 logger = logging.getLogger(__name__)
 

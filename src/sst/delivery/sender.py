@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, insert, or_, select, text, update
 
-from .clock import from_db, to_db, utcnow
-from .connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, Outcome
-from .enrich import build_event_data
-from .logs import log_delivery
-from .models import Delivery, DestinationControl, Event, Track, TrackItem
+from sst.clock import from_db, to_db, utcnow
+from sst.connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, Outcome
+from sst.delivery.event_data import build_event_data
+from sst.logs import log_delivery
+from sst.models import Delivery, DestinationControl, Event, Track, TrackItem
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,198 @@
+"""RQ job functions, the enqueue helper the relay uses, and the worker loops.
+
+Jobs take ids, never ORM objects; each worker process builds one app and reuses it (and
+its connectors' HTTP sessions) for every job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+from sst.delivery.outbox import relay, sweep
+from sst.delivery.sender import process
+from sst.ops.alerts import run_alerts
+
+logger = logging.getLogger(__name__)
+
+QUEUE = "deliveries"
+FAILURE_TTL = int(timedelta(days=7).total_seconds())
+LIVE_STATUSES = {b"queued", b"started", b"scheduled", b"deferred"}
+
+_app = None
+
+
+def worker_app():
+    """The app of this worker process, built once."""
+    global _app
+    if _app is None:
+        from sst.app import create_app
+
+        _app = create_app()
+    return _app
+
+
+def use_app(app) -> None:
+    """Let jobs run in an app that already exists (the `sst worker` process, tests)."""
+    global _app
+    _app = app
+
+
+def deliver(destination: str, delivery_ids: list[int]) -> dict:
+    """RQ job: send these deliveries of one destination (the ones still claimable)."""
+    app = worker_app()
+    with app.app_context():
+        result = process(app.extensions["sst"], destination, delivery_ids)
+    return {"claimed": result.claimed, **result.counts}
+
+
+# --- Redis / RQ -----------------------------------------------------------------------------
+
+
+def rq_connection(state):
+    import redis
+
+    return redis.Redis.from_url(state.redis_url, socket_timeout=30, socket_connect_timeout=5)
+
+
+def make_enqueuer(state, connection):
+    """enqueue(destination, ids, job_id) for relay(): one RQ job per group of deliveries."""
+    from rq import Queue
+
+    queue = Queue(QUEUE, connection=connection)
+
+    def enqueue(destination, ids, job_id):
+        dest = state.destinations.get(destination)
+        per_request = (dest.timeout if dest else 10.0) + 5
+        queue.enqueue(deliver, destination, ids, job_id=job_id,
+                      job_timeout=int(per_request * len(ids) + 60), result_ttl=0,
+                      failure_ttl=FAILURE_TTL, description=f"deliver {len(ids)} to {destination}")
+
+    return enqueue
+
+
+def job_checker(connection):
+    """job_alive(job_ids) -> the ids whose RQ job still waits or runs."""
+
+    def job_alive(job_ids):
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        pipe = connection.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(f"rq:job:{job_id}", "status")
+        return {j for j, status in zip(ids, pipe.execute(), strict=True)
+                if status in LIVE_STATUSES}
+
+    return job_alive
+
+
+# --- embedded mode (no Redis) ---------------------------------------------------------------
+
+
+def run_inline(state, limit: int = 500) -> int:
+    """Embedded queue: send due deliveries in this process. Returns how many were handled."""
+    handled = 0
+
+    def enqueue(destination, ids, _job_id):
+        nonlocal handled
+        groups.append((destination, ids))
+        handled += len(ids)
+
+    groups: list = []
+    relay(state, enqueue, limit=limit)
+    for destination, ids in groups:
+        process(state, destination, ids)
+    return handled
+
+
+def start_embedded_worker(app, poll: float = 0.5, sweep_every: float = 30.0):
+    """A daemon thread that plays the worker for `sst dev`."""
+    state = app.extensions["sst"]
+
+    def loop():
+        last_sweep = 0.0
+        while True:
+            try:
+                with app.app_context():
+                    if time.monotonic() - last_sweep > sweep_every:
+                        sweep(state)
+                        last_sweep = time.monotonic()
+                        run_alerts(app)
+                    if run_inline(state):
+                        continue
+            except Exception:  # keep the embedded worker alive; the rows stay in the outbox
+                logger.exception("embedded worker")
+            time.sleep(poll)
+
+    thread = threading.Thread(target=loop, name="sst-embedded-worker", daemon=True)
+    thread.start()
+    return thread
+
+
+# --- `sst worker` ---------------------------------------------------------------------------
+
+
+def run_worker(app, *, burst: bool = False, queues=(QUEUE,), worker_class: str = "simple",
+               poll: float = 0.5, sweep_every: float = 60.0, with_relay: bool = True) -> None:
+    """RQ worker(s) with the scheduler, plus the relay and periodic sweep."""
+    state = app.extensions["sst"]
+    use_app(app)
+    if not state.redis_url:
+        _run_embedded(app, burst, poll)
+        return
+    from rq import Queue, SimpleWorker, Worker
+
+    connection = rq_connection(state)
+    enqueue = make_enqueuer(state, connection)
+    alive = job_checker(connection)
+    cls = SimpleWorker if worker_class == "simple" else Worker
+    rq_queues = [Queue(name, connection=connection) for name in queues]
+
+    if burst:
+        while True:
+            with app.app_context():
+                sweep(state, alive)
+                moved = relay(state, enqueue) if with_relay else 0
+            cls(rq_queues, connection=connection).work(burst=True, with_scheduler=True,
+                                                       logging_level="WARNING")
+            if not moved:
+                return
+
+    stop = threading.Event()
+
+    def relay_loop():
+        last_sweep = 0.0
+        while not stop.is_set():
+            try:
+                with app.app_context():
+                    if time.monotonic() - last_sweep > sweep_every:
+                        sweep(state, alive)
+                        last_sweep = time.monotonic()
+                        run_alerts(app)
+                    if relay(state, enqueue):
+                        continue
+            except Exception:  # the relay retries; rows stay pending in the outbox
+                logger.exception("relay")
+            stop.wait(poll)
+
+    if with_relay:
+        threading.Thread(target=relay_loop, name="sst-relay", daemon=True).start()
+    try:
+        cls(rq_queues, connection=connection).work(with_scheduler=True)
+    finally:
+        stop.set()
+
+
+def _run_embedded(app, burst, poll):
+    state = app.extensions["sst"]
+    with app.app_context():
+        sweep(state)
+        while True:
+            if run_inline(state):
+                continue
+            if burst:
+                return
+            time.sleep(poll)
