@@ -14,8 +14,8 @@ from conftest import _truncate_all, make_mysql_app
 from sst.clock import to_db
 from sst.errors import ConfigError
 from sst.extensions import db
-from sst.models import Delivery, DestinationControl
-from sst.ops.alerts import AlertState, alert_settings, check_alerts, run_alerts
+from sst.models import AlertState, Delivery, DestinationControl
+from sst.ops.alerts import alert_settings, check_alerts, run_alerts
 from stub_platform import Reply, StubPlatform
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)

@@ -18,8 +18,8 @@ from conftest import WRITE_KEY, _truncate_all, base_config, make_mysql_app
 from sst import create_app, migrate
 from sst.clock import to_db, utcnow
 from sst.extensions import db
+from sst.ingest import counters
 from sst.models import Delivery, Track
-from sst.ops import metrics
 
 HOOK = {"name": "hook", "connector": "webhook", "url": "http://127.0.0.1:9/hook",
         "secret": "s3cret", "events": {"*": "*"}}
@@ -104,9 +104,9 @@ def test_ingest_message_counters_by_source(tmp_path):
                      for r in ("stored", "rejected"))
 
     before = stored_rejected(scrape(app))
-    metrics.count_messages("web", 3, 1)
-    metrics.count_messages("web", 2, 0)
-    metrics.count_messages(None, 0, 4)
+    counters.count_messages("web", 3, 1)
+    counters.count_messages("web", 2, 0)
+    counters.count_messages(None, 0, 4)
     body = scrape(app)
 
     after = stored_rejected(body)
@@ -118,8 +118,8 @@ def test_counters_add_up_across_processes_in_multiprocess_mode(tmp_path):
     prom = tmp_path / "prom"
     prom.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
-    count = "from sst.ops import metrics; metrics.count_request('track', 200); " \
-            "metrics.count_messages('web', 3, 1)"
+    count = "from sst.ingest import counters; counters.count_request('track', 200); " \
+            "counters.count_messages('web', 3, 1)"
     for _ in range(2):  # two gunicorn workers, say
         subprocess.run([sys.executable, "-c", count], env=env, check=True, timeout=60)
     scrape_code = textwrap.dedent(f"""

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from sst.clock import utcnow
 from sst.extensions import db
+from sst.ingest import lean
 from sst.ingest import store as storage
 from sst.ingest.prepare import RequestInfo, prepare
 
@@ -54,7 +55,7 @@ def test_lean_insert_matches_the_transaction_and_dedupes(mysql_app):
 def test_lean_insert_survives_a_killed_connection(mysql_app):
     engine = mysql_app.extensions["sst"].engine
     assert storage.store_events(engine, [_event("k1")]) == [True]
-    for entry in list(storage._fast_idle):
+    for entry in list(lean._fast_idle):
         entry[3].close()  # as if MariaDB had dropped it
     assert storage.store_events(engine, [_event("k2")]) == [True]
     assert storage.store_events(engine, [_event("k3")]) == [True]
@@ -112,7 +113,7 @@ def test_lean_insert_under_no_backslash_escapes(mysql_app, caplog):
     which would fail (JSON check, quotes) and cost a second, transactional attempt."""
     engine = mysql_app.extensions["sst"].engine
     assert storage.store_events(engine, [_event("warm")]) == [True]
-    for entry in storage._fast_idle:
+    for entry in lean._fast_idle:
         with entry[3].cursor() as cur:
             cur.execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, "
                         "',NO_BACKSLASH_ESCAPES')")

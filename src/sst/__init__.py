@@ -1,6 +1,8 @@
 """sst: self-hosted server-side event tracking."""
 
-__version__ = "0.1.0"
+from sst.version import __version__
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(overrides=None):

@@ -13,13 +13,13 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 
-from sst import __version__
 from sst.config import Defaults, build_sources, check_production, load_toml
 from sst.cookies import CookieSigner
 from sst.delivery.destinations import FanOut, load_destinations
 from sst.errors import ApiError, ConfigError
 from sst.extensions import db
 from sst.jsonutil import dumps
+from sst.version import __version__
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from sst.errors import ConfigError
 
 DEV_SECRET_KEY = "sst-development-secret-do-not-use-in-production"
+QUEUE = "deliveries"  # the RQ queue that delivery jobs run on
 
 
 class Defaults:

@@ -13,3 +13,13 @@ naming_convention = {
 }
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=naming_convention))
+
+
+def state():
+    """The running app's SstState (sst.app): engine, sources, destinations, connectors.
+
+    The one accessor; every blueprint, CLI command and job reads the state through it.
+    """
+    from flask import current_app
+
+    return current_app.extensions["sst"]

@@ -1,9 +1,20 @@
-"""Tables. The ingest hot path writes them with SQLAlchemy Core (see storage.py);
+"""Every table. The ingest hot path writes them with SQLAlchemy Core (sst.ingest.store);
 the ORM classes serve the CLI, jobs and tests."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    String,
+    Text,
+    insert,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -265,3 +276,35 @@ class Replay(db.Model):
     force: Mapped[bool] = mapped_column(Boolean, default=False)
     filters: Mapped[dict] = mapped_column(JSON)
     counts: Mapped[dict | None] = mapped_column(JSON)
+
+
+class AlertState(db.Model):
+    """When each alert was last posted: makes "once per window" hold across workers."""
+
+    __tablename__ = "alert_state"
+    __table_args__ = TABLE_OPTS
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_sent_at: Mapped[object] = mapped_column(Timestamp)
+
+
+class Erasure(db.Model):
+    """One run of `sst forget` or `sst purge`: what kind, when, who, how many rows.
+
+    Deliberately without any identifier of the person.
+    """
+
+    __tablename__ = "erasures"
+    __table_args__ = TABLE_OPTS
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # phone | user_id | anonymous_id | retention
+    requested_at: Mapped[object] = mapped_column(Timestamp, index=True)
+    finished_at: Mapped[object | None] = mapped_column(Timestamp)
+    operator: Mapped[str | None] = mapped_column(String(128))
+    counts: Mapped[dict | None] = mapped_column(JSON)
+
+
+def insert_ignore(table):
+    """INSERT that skips rows whose unique key exists (MySQL IGNORE, SQLite OR IGNORE)."""
+    return (insert(table).prefix_with("IGNORE", dialect="mysql")
+            .prefix_with("IGNORE", dialect="mariadb")
+            .prefix_with("OR IGNORE", dialect="sqlite"))

@@ -25,25 +25,21 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import JSON, String, Text, and_, cast, delete, func, insert, or_, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Text, and_, cast, delete, func, insert, or_, select, update
 
 from sst.clock import to_db, utcnow
 from sst.errors import SstError
-from sst.extensions import db
 from sst.identity import hashing as h
 from sst.identity.crypto import PhoneCipher, phone_lookup_key
 from sst.models import (
-    TABLE_OPTS,
-    BigId,
     ClickId,
     Delivery,
+    Erasure,
     Event,
     Link,
     OtpCode,
     Person,
     RejectedPayload,
-    Timestamp,
     Track,
     TrackItem,
     Visitor,
@@ -66,22 +62,6 @@ links_t = Link.__table__
 persons_t = Person.__table__
 codes_t = OtpCode.__table__
 rejected_t = RejectedPayload.__table__
-
-
-class Erasure(db.Model):
-    """One run of `sst forget` or `sst purge`: what kind, when, who, how many rows.
-
-    Deliberately without any identifier of the person.
-    """
-
-    __tablename__ = "erasures"
-    __table_args__ = TABLE_OPTS
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(16))  # phone | user_id | anonymous_id | retention
-    requested_at: Mapped[object] = mapped_column(Timestamp, index=True)
-    finished_at: Mapped[object | None] = mapped_column(Timestamp)
-    operator: Mapped[str | None] = mapped_column(String(128))
-    counts: Mapped[dict | None] = mapped_column(JSON)
 
 
 erasures_t = Erasure.__table__

@@ -28,10 +28,8 @@ from sst.connectors.base import (
     epoch_micros,
     http_outcome,
     loads_or_none,
-    money,
-    order_id,
-    products,
 )
+from sst.connectors.fields import money, order_id, products
 
 MAX_NAME = 40
 # Names GA4 refuses for Measurement Protocol events (reserved, or collected automatically).

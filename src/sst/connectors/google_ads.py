@@ -30,12 +30,9 @@ from sst.connectors.base import (
     dumps,
     http_outcome,
     loads_or_none,
-    money,
-    order_id,
     parse_retry_after,
-    user_email,
-    user_phone,
 )
+from sst.connectors.fields import money, order_id, user_email, user_phone
 from sst.identity import hashing as h
 
 TOKEN_URL = "https://oauth2.googleapis.com/token"

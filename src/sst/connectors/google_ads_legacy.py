@@ -24,9 +24,8 @@ from sst.connectors.base import (
     OutgoingRequest,
     dumps,
     loads_or_none,
-    money,
-    order_id,
 )
+from sst.connectors.fields import money, order_id
 from sst.connectors.google_ads import (
     GoogleAdsConnector,
     GoogleOAuthSettings,

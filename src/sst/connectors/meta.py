@@ -29,14 +29,9 @@ from sst.connectors.base import (
     epoch_seconds,
     http_outcome,
     loads_or_none,
-    money,
-    order_id,
     parse_retry_after,
-    products,
-    trait,
-    user_email,
-    user_phone,
 )
+from sst.connectors.fields import money, order_id, products, trait, user_email, user_phone
 from sst.identity import hashing as h
 
 API_VERSION = "v25.0"

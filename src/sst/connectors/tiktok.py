@@ -27,13 +27,9 @@ from sst.connectors.base import (
     epoch_seconds,
     http_outcome,
     loads_or_none,
-    money,
-    order_id,
     parse_retry_after,
-    products,
-    user_email,
-    user_phone,
 )
+from sst.connectors.fields import money, order_id, products, user_email, user_phone
 from sst.identity import hashing as h
 
 # 0 OK, 20001 partial success (treated as sent; unconfirmed, per RudderStack).

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 
 from marshmallow import ValidationError, fields, validates_schema
 
-from sst import __version__
 from sst.connectors import register
 from sst.connectors.base import (
     PERMANENT,
@@ -27,6 +26,7 @@ from sst.connectors.base import (
     dumps,
     parse_retry_after,
 )
+from sst.version import __version__
 
 SIGNATURE_HEADER = "X-SST-Signature"
 

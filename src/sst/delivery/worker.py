@@ -11,13 +11,13 @@ import threading
 import time
 from datetime import timedelta
 
+from sst.config import QUEUE
 from sst.delivery.outbox import relay, sweep
 from sst.delivery.sender import process
 from sst.ops.alerts import run_alerts
 
 logger = logging.getLogger(__name__)
 
-QUEUE = "deliveries"
 FAILURE_TTL = int(timedelta(days=7).total_seconds())
 LIVE_STATUSES = {b"queued", b"started", b"scheduled", b"deferred"}
 

@@ -9,8 +9,7 @@ from sst.clock import to_db, utcnow
 from sst.identity.crypto import PhoneCipher, new_user_id, phone_lookup_key
 from sst.identity.otp import StoredCode
 from sst.identity.phone import region_of
-from sst.ingest.store import insert_ignore
-from sst.models import Link, OtpCode, Person
+from sst.models import Link, OtpCode, Person, insert_ignore
 
 persons_t = Person.__table__
 codes_t = OtpCode.__table__

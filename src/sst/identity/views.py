@@ -20,7 +20,7 @@ from sst.identity import people
 from sst.identity.crypto import phone_lookup_key
 from sst.identity.phone import InvalidPhoneError, mask_phone, normalize_phone, region_of
 from sst.ingest.prepare import Rejection, prepare
-from sst.ingest.views import _authenticate, _read_body, _request_info, _set_cookie, _visitor
+from sst.ingest.request import authenticate, choose_visitor, read_body, request_info, set_cookie
 from sst.jsonutil import MalformedJSON, dumps, loads
 from sst.throttle import ThrottleUnavailableError
 
@@ -65,7 +65,7 @@ def _parse_body() -> dict:
         if (request.content_length or 0) > MAX_BODY:
             raise ApiError(413, "payload_too_large", "the body is too large")
         return {k: v for k, v in request.form.items()}
-    data = _read_body(MAX_BODY)
+    data = read_body(MAX_BODY)
     try:
         body = loads(data) if data else {}
     except MalformedJSON as exc:
@@ -98,7 +98,7 @@ def _begin():
     if state.otp_provider is None:
         raise ApiError(404, "otp_not_configured", "phone verification is not configured")
     body = _parse_body()
-    source, auth = _authenticate(state, body.get("writeKey"))
+    source, auth = authenticate(state, body.get("writeKey"))
     return state, body, source, auth
 
 
@@ -176,8 +176,8 @@ def verify():
     if result.status != "approved":
         raise _unavailable("codes cannot be checked right now", verified=False)
 
-    info = _request_info(source, auth, request.path)
-    visitor = _visitor(state, info, request.headers.get("Origin") is not None,
+    info = request_info(source, auth, request.path)
+    visitor = choose_visitor(state, info, request.headers.get("Origin") is not None,
                        body.get("anonymousId"))
     try:
         user_id, created = people.person_for_phone(state.engine, phone, secret)
@@ -196,7 +196,7 @@ def verify():
                 "new" if created else "known")
     resp = _json({"verified": True, "userId": user_id}, 200)
     if visitor is not None:
-        _set_cookie(state, resp, visitor)
+        set_cookie(state, resp, visitor)
     return resp
 
 
@@ -231,8 +231,8 @@ def _record_events(state, info, user_id, anonymous_id) -> None:
 
 def _issue_cookie(resp, source, auth, body):
     state = current_app.extensions["sst"]
-    info = _request_info(source, auth, request.path)
-    visitor = _visitor(state, info, request.headers.get("Origin") is not None,
+    info = request_info(source, auth, request.path)
+    visitor = choose_visitor(state, info, request.headers.get("Origin") is not None,
                        body.get("anonymousId"))
     if visitor is not None:
-        _set_cookie(state, resp, visitor)
+        set_cookie(state, resp, visitor)

@@ -7,7 +7,6 @@ times more per row than a compiled INSERT (see docs/benchmarks.md).
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from sst.clock import from_db, iso, parse_time, utcnow
 from sst.errors import StorageUnavailableError
-from sst.ingest.lean import values_tuple
-from sst.models import ClickId, Event, Link, RejectedPayload, Visitor
+from sst.ingest.lean import store_single
+from sst.models import ClickId, Event, Link, RejectedPayload, Visitor, insert_ignore
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +27,6 @@ visitors_t = Visitor.__table__
 clicks_t = ClickId.__table__
 links_t = Link.__table__
 rejected_t = RejectedPayload.__table__
-
-
-def insert_ignore(table):
-    """INSERT that skips rows whose unique key exists (MySQL IGNORE, SQLite OR IGNORE)."""
-    return (insert(table).prefix_with("IGNORE", dialect="mysql")
-            .prefix_with("IGNORE", dialect="mariadb")
-            .prefix_with("OR IGNORE", dialect="sqlite"))
 
 
 _insert_event = insert_ignore(events_t)
@@ -73,7 +65,7 @@ def store_events(engine, items: list[PreparedEvent], on_insert=None) -> list[boo
     """
     if (on_insert is None and len(items) == 1 and items[0].touch is None
             and not items[0].links and engine.dialect.driver == "pymysql"):
-        inserted = _store_single(engine, items[0].row)
+        inserted = store_single(engine, items[0].row)
         if inserted is not None:
             return [inserted]
     attempt = 0
@@ -109,125 +101,6 @@ def store_events(engine, items: list[PreparedEvent], on_insert=None) -> list[boo
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 raise StorageUnavailableError(str(exc.orig)[:200]) from exc
             raise
-
-
-# --- the lean path: one event, nothing else to write -------------------------------------------
-#
-# Most requests store exactly one row in `events`. A single INSERT in autocommit mode is as
-# atomic and as durable as INSERT + COMMIT (InnoDB commits it before the server answers), and
-# it saves what the transactional path costs around it: SQLAlchemy's statement execution, the
-# COMMIT round trip and the pool's ROLLBACK on check-in (three round trips become one; see
-# docs/benchmarks.md). The row goes as SQL text built by sqltext.py (cheaper than the driver's
-# parameter escaping) on a PyMySQL connection in autocommit mode, kept idle per process (one
-# per concurrent request), opened through the engine (same URL and connect_args) and detached
-# from its pool. Anything unusual (an error, a lost connection) falls back to the transactional
-# path above, which decides as it always did; INSERT IGNORE on (source, message_id) makes that
-# retry harmless.
-
-FAST_RECYCLE = 3600  # seconds, as the engine's pool_recycle: reconnect before MariaDB drops us
-FAST_IDLE_MAX = 8  # idle connections kept per process (a sync worker uses one)
-_fast_idle: list = []  # (pool, pid, opened at, DBAPI connection); list.pop/append are atomic
-_fast_sql: dict = {}
-_NO_BACKSLASH_ESCAPES = 512  # pymysql.constants.SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
-
-
-def _fast_statement(engine, columns: tuple):
-    """(SQL with parameters, bind processors, positional?, column list) for an INSERT IGNORE
-    of these columns, compiled once."""
-    key = (engine.dialect, columns)
-    hit = _fast_sql.get(key)
-    if hit is None:
-        compiled = _insert_event.compile(dialect=engine.dialect, column_keys=list(columns))
-        if compiled.positional:
-            plain = list(compiled.positiontup or ()) == list(columns)
-        else:
-            plain = all(f"%({name})s" in compiled.string for name in columns)
-        if not plain:  # bind names SQLAlchemy had to escape: leave it to the general path
-            hit = _fast_sql[key] = (None, None, None, None)
-            return hit
-        processors = tuple(
-            events_t.c[name].type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
-            for name in columns)
-        hit = _fast_sql[key] = (compiled.string, processors, compiled.positional,
-                                ", ".join(columns))
-    return hit
-
-
-def _fast_checkout(engine):
-    """An idle autocommit DBAPI connection of this process to the engine's database, or a
-    new one (opened through the engine's pool, then detached from it)."""
-    pool, pid, now = engine.pool, os.getpid(), time.monotonic()
-    while _fast_idle:
-        try:
-            entry = _fast_idle.pop()
-        except IndexError:  # another thread took the last one
-            break
-        if entry[0] is pool and entry[1] == pid and now - entry[2] < FAST_RECYCLE:
-            return entry
-        if entry[1] == pid:  # never close a socket that a parent process still uses
-            _close_quietly(entry[3])
-    proxied = engine.raw_connection()  # raises when the database cannot be reached
-    try:
-        proxied.detach()
-        dbapi = proxied.dbapi_connection
-        dbapi.autocommit(True)
-    except Exception:
-        proxied.close()
-        raise
-    return (pool, pid, now, dbapi)
-
-
-def _fast_checkin(entry) -> None:
-    if len(_fast_idle) < FAST_IDLE_MAX:
-        _fast_idle.append(entry)
-    else:
-        _close_quietly(entry[3])
-
-
-def _close_quietly(dbapi) -> None:
-    try:
-        dbapi.close()
-    except Exception:  # noqa: BLE001 - a broken connection is being thrown away anyway
-        pass
-
-
-def _store_single(engine, row: dict) -> bool | None:
-    """Insert one event row in one autocommitted statement: True new, False duplicate,
-    None when the transactional path must decide (an error of any kind)."""
-    columns = tuple(row)
-    sql, processors, positional, column_list = _fast_statement(engine, columns)
-    if sql is None:
-        return None
-    params = [row[name] if proc is None else proc(row[name])
-              for name, proc in zip(columns, processors, strict=True)]
-    try:
-        values = values_tuple(params)
-    except TypeError:  # a value sqltext does not know: the driver escapes it
-        values = None
-    try:
-        entry = _fast_checkout(engine)
-    except DBAPIError as exc:
-        if isinstance(exc, OperationalError) or exc.connection_invalidated:
-            raise StorageUnavailableError(str(exc.orig)[:200]) from exc
-        raise
-    except engine.dialect.loaded_dbapi.OperationalError as exc:
-        # Engine.raw_connection() raises the driver's own error, not SQLAlchemy's wrapper.
-        raise StorageUnavailableError(str(exc)[:200]) from exc
-    dbapi = entry[3]
-    try:
-        with dbapi.cursor() as cur:
-            if values is not None and not dbapi.server_status & _NO_BACKSLASH_ESCAPES:
-                inserted = cur.execute(f"INSERT IGNORE INTO events ({column_list}) VALUES "
-                                       + values) == 1
-            else:
-                inserted = cur.execute(sql, params if positional
-                                       else dict(zip(columns, params, strict=True))) == 1
-    except Exception as exc:  # noqa: BLE001 - the transactional path reports it
-        _close_quietly(dbapi)
-        logger.debug("lean insert failed, using a transaction: %r", exc)
-        return None
-    _fast_checkin(entry)
-    return inserted
 
 
 LOCK_RETRIES = 8

@@ -2,8 +2,7 @@
 
 from alembic import context
 
-from sst import models, privacy  # noqa: F401  (registers the tables on db.metadata)
-from sst.ops import alerts  # noqa: F401
+from sst import models  # noqa: F401  (registers every table on db.metadata)
 from sst.extensions import db
 
 config = context.config

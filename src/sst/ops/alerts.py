@@ -27,28 +27,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
-from sqlalchemy import String, and_, delete, func, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import and_, delete, func, select, update
 
 from sst.clock import from_db, to_db, utcnow
 from sst.config import resolve_env_refs
 from sst.errors import ConfigError
-from sst.extensions import db
-from sst.models import TABLE_OPTS, Delivery, DestinationControl, Timestamp
+from sst.models import AlertState, Delivery, DestinationControl
 
 logger = logging.getLogger(__name__)
 
 POST_TIMEOUT = 5.0  # seconds: the check runs in the worker's relay loop
 WAITING = ("pending", "queued")
-
-
-class AlertState(db.Model):
-    """When each alert was last posted: makes "once per window" hold across workers."""
-
-    __tablename__ = "alert_state"
-    __table_args__ = TABLE_OPTS
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    last_sent_at: Mapped[object] = mapped_column(Timestamp)
 
 
 alert_state_t = AlertState.__table__
@@ -185,7 +174,7 @@ def evaluate(conn, settings: AlertSettings, now: datetime) -> list[dict]:
 def _claim(engine, key: str, now: datetime, window: timedelta):
     """Take the right to send `key` now. Returns the previous send time to give back on
     failure (None for a first send), or False when it was sent within the window."""
-    from sst.ingest.store import insert_ignore
+    from sst.models import insert_ignore
 
     t = alert_state_t.c
     with engine.begin() as conn:

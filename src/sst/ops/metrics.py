@@ -2,11 +2,9 @@
 
 Two kinds of numbers:
 
-- Ingest counters, counted in the request path (a dict look-up and an add, about a
-  microsecond): ``sst_ingest_requests_total{endpoint, status}`` and
-  ``sst_ingest_messages_total{source, result="stored"|"rejected"}``. The ingest views call
-  `count_request` (or use `record_response` as an after-request hook) and `count_messages`.
-  Under gunicorn each worker process counts on its own; set ``PROMETHEUS_MULTIPROC_DIR`` to
+- Ingest counters (sst.ingest.counters), counted in the request path:
+  ``sst_ingest_requests_total{endpoint, status}`` and
+  ``sst_ingest_messages_total{source, result="stored"|"rejected"}``. Under gunicorn each worker process counts on its own; set ``PROMETHEUS_MULTIPROC_DIR`` to
   an empty, writable folder in the environment before gunicorn starts (wipe it at each start)
   and every process writes its counters there and any process's scrape adds them up
   (prometheus_client's multiprocess mode). Without it the counters live in the process and,
@@ -35,13 +33,14 @@ import os
 from datetime import datetime, timedelta
 
 from flask import Blueprint, Response, current_app, request
-from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import func, select
 
 from sst.clock import to_db, utcnow
 from sst.errors import ApiError
+from sst.ingest.counters import INGEST
 from sst.models import Delivery, Track
 from sst.ops.alerts import finished_counts, oldest_waiting, paused_destinations
 from sst.ops.status import percentile, queue_stats
@@ -53,58 +52,6 @@ WINDOW = timedelta(minutes=5)
 OPEN_STATES = ("pending", "queued", "sending")
 FINAL_STATES = ("succeeded", "failed", "skipped")
 QUANTILES = (0.5, 0.95)
-ENDPOINTS = frozenset(("track", "page", "screen", "identify", "alias", "group", "batch",
-                       "import"))
-
-# A registry of our own: the counters never clash with whatever else registers globally.
-INGEST = CollectorRegistry()
-REQUESTS = Counter("sst_ingest_requests", "Ingest HTTP requests by endpoint and status code.",
-                   ["endpoint", "status"], registry=INGEST)
-MESSAGES = Counter("sst_ingest_messages", "Ingested messages stored or rejected, by source.",
-                   ["source", "result"], registry=INGEST)
-
-
-# Label children by key: labels() validates and locks on every call (~4 us); a dict hit does
-# not. Both label sets are small and fixed (call types x status codes, configured sources).
-_children: dict = {}
-
-
-def _child(counter, *labels):
-    child = _children.get((counter, labels))
-    if child is None:
-        child = _children[(counter, labels)] = counter.labels(*labels)
-    return child
-
-
-def count_request(endpoint: str, status: int) -> None:
-    """Count one ingest request. `endpoint` must come from a short fixed list (label values
-    are time series): the Segment call type, "pixel" or "other"."""
-    _child(REQUESTS, endpoint, status).inc()
-
-
-def count_messages(source: str | None, stored: int, rejected: int) -> None:
-    """Count the messages of one request that were stored and rejected."""
-    name = source or "unknown"
-    if stored:
-        _child(MESSAGES, name, "stored").inc(stored)
-    if rejected:
-        _child(MESSAGES, name, "rejected").inc(rejected)
-
-
-def endpoint_label(req=None) -> str:
-    """The `endpoint` label for an ingest request: the call type, "pixel" or "other"."""
-    req = req or request
-    if req.endpoint == "ingest.pixel":
-        return "pixel"
-    kind = (req.view_args or {}).get("kind")
-    return kind if req.endpoint == "ingest.collect" and kind in ENDPOINTS else "other"
-
-
-def record_response(response):
-    """after_request hook for the ingest blueprint: counts every answer, errors included."""
-    count_request(endpoint_label(), response.status_code)
-    return response
-
 
 # --- from the database and Redis, at scrape time --------------------------------------------
 
@@ -190,7 +137,7 @@ class DeliveryCollector:
         return [deliveries, done, sent, lat, oldest, paused_g]
 
     def _redis(self):
-        from sst.delivery.worker import QUEUE
+        from sst.config import QUEUE
 
         up = _gauge("sst_redis_up", "1 when Redis answered this scrape.")
         try:
