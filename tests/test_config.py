@@ -178,3 +178,23 @@ def test_production_refuses_the_default_secret_from_the_environment(tmp_path, mo
 def test_development_accepts_the_default_secret(tmp_path):
     app = create_app({"SOURCES": SOURCES, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite'}"})
     assert app.config["SECRET_KEY"] == DEV_SECRET_KEY
+
+
+META_DEST = {"name": "meta-ads", "connector": "meta", "pixel_id": "123",
+             "access_token": "EAAB-token", "events": {"Order Completed": "Purchase"}}
+
+
+def test_a_configured_destination_whose_connector_cannot_load_fails_start_up(tmp_path,
+                                                                           monkeypatch):
+    # A module set to None in sys.modules raises ImportError on import: a missing dependency.
+    monkeypatch.setitem(__import__("sys").modules, "sst.connectors.meta", None)
+    with pytest.raises(ConfigError) as err:
+        create_app(base_config(DATABASE_URL=f"sqlite:///{tmp_path / 'sst.sqlite'}",
+                               DESTINATIONS=[META_DEST]))
+    assert "meta-ads" in str(err.value) and "'meta' could not load" in str(err.value)
+
+
+def test_a_connector_nobody_configured_may_fail_to_load(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "sst.connectors.meta", None)
+    app = create_app(base_config(DATABASE_URL=f"sqlite:///{tmp_path / 'sst.sqlite'}"))
+    assert app.extensions["sst"].destinations == {}

@@ -31,6 +31,7 @@ from sst.clock import to_db, utcnow
 from sst.errors import ConfigError
 from sst.identity import hashing as h
 from sst.identity.crypto import PhoneCipher
+from sst.identity.people import PERSON_LINKS
 from sst.models import Event, Link, Person
 
 events_t = Event.__table__
@@ -182,10 +183,9 @@ def _of_members(anon_ids, user_ids):
 
 def _resolve(conn, rows, verified_only) -> dict:
     """{(kind, key): Member} for a page of include events (anonymous_id, user_id)."""
-    kinds = ("person", "user_id")
     anons = {r.anonymous_id for r in rows if r.anonymous_id}
     linked = conn.execute(select(links_t.c.anonymous_id, links_t.c.value)
-                          .where(links_t.c.kind.in_(kinds), links_t.c.anonymous_id.in_(anons))
+                          .where(links_t.c.kind.in_(PERSON_LINKS), links_t.c.anonymous_id.in_(anons))
                           .order_by(links_t.c.id)).all() if anons else []
     candidates = {r.user_id for r in rows if r.user_id} | {v for _, v in linked}
     persons = set(conn.execute(select(persons_t.c.user_id)
@@ -214,7 +214,7 @@ def _resolve(conn, rows, verified_only) -> dict:
     devices: dict = {}
     if keyed:
         for a, v in conn.execute(select(links_t.c.anonymous_id, links_t.c.value).distinct()
-                                 .where(links_t.c.kind.in_(kinds),
+                                 .where(links_t.c.kind.in_(PERSON_LINKS),
                                         links_t.c.value.in_(keyed))).all():
             devices.setdefault(v, set()).add(a)
     for m in units.values():

@@ -17,6 +17,7 @@ from sst.errors import ConfigError
 
 DEV_SECRET_KEY = "sst-development-secret-do-not-use-in-production"
 QUEUE = "deliveries"  # the RQ queue that delivery jobs run on
+DEFAULT_PHONE_REGION = "US"  # [identity] default_region when the config names none
 
 
 class Defaults:
@@ -276,3 +277,9 @@ def check_production(config) -> None:
         problems.append("SERVE_EXAMPLES is for `sst dev` only")
     if problems:
         raise ConfigError("SST_ENV=production refuses: " + "; ".join(problems))
+
+
+def phone_region(config) -> str:
+    """The region a phone number without a +country prefix is read in: [identity]
+    default_region, else DEFAULT_PHONE_REGION. `config` is the app's config mapping."""
+    return (config.get("IDENTITY") or {}).get("default_region") or DEFAULT_PHONE_REGION

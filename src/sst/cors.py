@@ -4,9 +4,10 @@ Only listed origins are echoed (never '*', never 'null'); whether a key may send
 origin is decided in the view (403), since CORS alone does not stop the request.
 """
 
-from flask import current_app, request
+from flask import request
 
 from sst.config import normalize_origin
+from sst.extensions import state as current_state
 
 PREFLIGHT_MAX_AGE = "7200"  # Chromium's cap
 
@@ -16,7 +17,7 @@ def add_cors_headers(resp):
     resp.headers.add("Vary", "Origin")
     if not origin:
         return resp
-    if normalize_origin(origin) not in current_app.extensions["sst"].all_origins:
+    if normalize_origin(origin) not in current_state().all_origins:
         return resp
     resp.headers["Access-Control-Allow-Origin"] = origin
     resp.headers["Access-Control-Allow-Credentials"] = "true"

@@ -19,7 +19,6 @@ and a run cut short can simply be run again.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,9 +27,11 @@ from datetime import timedelta
 from sqlalchemy import Text, and_, cast, delete, func, insert, or_, select, update
 
 from sst.clock import to_db, utcnow
+from sst.config import DEFAULT_PHONE_REGION
 from sst.errors import SstError
 from sst.identity import hashing as h
 from sst.identity.crypto import PhoneCipher, phone_lookup_key
+from sst.identity.people import PERSON_LINKS
 from sst.models import (
     ClickId,
     Delivery,
@@ -44,6 +45,7 @@ from sst.models import (
     TrackItem,
     Visitor,
 )
+from sst.operator import operator_name
 
 logger = logging.getLogger(__name__)
 
@@ -71,17 +73,10 @@ class PrivacyError(SstError):
     """An erasure or purge that cannot go ahead as asked."""
 
 
-def _operator() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return None
-
-
 def _record_start(engine, kind) -> int:
     with engine.begin() as conn:
         return conn.execute(insert(erasures_t), {
-            "kind": kind, "requested_at": to_db(utcnow()), "operator": _operator()}
+            "kind": kind, "requested_at": to_db(utcnow()), "operator": operator_name()}
         ).inserted_primary_key[0]
 
 
@@ -132,7 +127,7 @@ class Subject:
 
 
 def resolve_subject(engine, secret, *, phone=None, user_id=None, anonymous_id=None,
-                    default_region="US") -> Subject:
+                    default_region=DEFAULT_PHONE_REGION) -> Subject:
     """Who `--phone`, `--user-id` or `--anonymous-id` names, closed over the identity graph.
 
     Raises PrivacyError for a bad selector or a graph too large to be one person.
@@ -158,7 +153,6 @@ def resolve_subject(engine, secret, *, phone=None, user_id=None, anonymous_id=No
         s.anon_ids.add(value)
 
     e, ln, p = events_t.c, links_t.c, persons_t.c
-    graph = ("person", "user_id")
     with engine.connect() as conn:
         if s.phone_keys:
             s.user_ids |= set(conn.execute(select(p.user_id)
@@ -167,12 +161,12 @@ def resolve_subject(engine, secret, *, phone=None, user_id=None, anonymous_id=No
             before = (len(s.anon_ids), len(s.user_ids))
             if s.user_ids:
                 s.anon_ids |= set(conn.execute(select(ln.anonymous_id).distinct().where(
-                    ln.kind.in_(graph), ln.value.in_(s.user_ids))).scalars())
+                    ln.kind.in_(PERSON_LINKS), ln.value.in_(s.user_ids))).scalars())
                 s.anon_ids |= {a for a in conn.execute(select(e.anonymous_id).distinct().where(
                     e.user_id.in_(s.user_ids))).scalars() if a}
             if s.anon_ids:
                 s.user_ids |= set(conn.execute(select(ln.value).distinct().where(
-                    ln.kind.in_(graph), ln.anonymous_id.in_(s.anon_ids))).scalars())
+                    ln.kind.in_(PERSON_LINKS), ln.anonymous_id.in_(s.anon_ids))).scalars())
                 s.user_ids |= {u for u in conn.execute(select(e.user_id).distinct().where(
                     e.anonymous_id.in_(s.anon_ids))).scalars() if u}
                 s.anon_ids |= set(conn.execute(select(ln.value).distinct().where(
@@ -230,7 +224,7 @@ def _links_cond(s: Subject):
         conds += [ln.anonymous_id.in_(s.anon_ids),
                   and_(ln.kind == "anonymous_id", ln.value.in_(s.anon_ids))]
     if s.user_ids:
-        conds.append(and_(ln.kind.in_(("person", "user_id")), ln.value.in_(s.user_ids)))
+        conds.append(and_(ln.kind.in_(PERSON_LINKS), ln.value.in_(s.user_ids)))
     return or_(*conds) if conds else None
 
 

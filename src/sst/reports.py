@@ -44,6 +44,8 @@ from sqlalchemy import (
 )
 
 from sst.clock import iso, to_db
+from sst.identity.clicks import CLICK_ID_PLATFORM
+from sst.identity.people import PERSON_LINKS
 from sst.models import ClickId, Delivery, Event, Link, Person, Track, Visitor
 
 events_t = Event.__table__
@@ -56,15 +58,9 @@ visitors_t = Visitor.__table__
 
 DEFAULT_CONVERSION_EVENTS = ("Order Completed",)
 PERCENTILES = (0.5, 0.95, 0.99)
-PERSON_LINKS = ("person", "user_id")  # link kinds that tie a device to a Person
 WAITING_STATES = ("pending", "queued", "sending")
 
-# Click-id parameter -> ad platform (attribution.CLICK_ID_PARAMS lists the parameters).
-PLATFORMS = {
-    "gclid": "google", "gbraid": "google", "wbraid": "google", "dclid": "google",
-    "fbclid": "meta", "ttclid": "tiktok", "msclkid": "microsoft", "ScCid": "snapchat",
-    "rdt_cid": "reddit", "li_fat_id": "linkedin", "twclid": "x", "epik": "pinterest",
-}
+PLATFORMS = CLICK_ID_PLATFORM  # click-id parameter -> ad platform
 
 
 @dataclass(frozen=True)
@@ -92,9 +88,10 @@ def platform_of(param_column):
     return case(PLATFORMS, value=param_column, else_=param_column)
 
 
-def _percentile_rank(n: int, p: float) -> int:
-    """1-based rank of the p-th percentile among n sorted values (nearest rank, as ops.py)."""
-    return min(n - 1, int(p * (n - 1) + 0.5)) + 1
+def nearest_rank(n: int, p: float) -> int:
+    """0-based index of the p-th percentile among n sorted values (nearest rank); every
+    percentile sst shows (reports, `sst status`, /metrics) uses it."""
+    return min(n - 1, int(p * (n - 1) + 0.5))
 
 
 def _pkey(p: float) -> str:
@@ -186,11 +183,11 @@ def _requests(conn, conds) -> tuple[dict, dict]:
 
 
 def _percentiles(buckets: dict) -> dict:
-    """{"p50_ms": ...} from {value: count}, by nearest rank (as ops.py)."""
+    """{"p50_ms": ...} from {value: count}, by nearest rank."""
     n = sum(buckets.values())
     out = {}
     for p in PERCENTILES:
-        rank, seen = _percentile_rank(n, p), 0
+        rank, seen = nearest_rank(n, p) + 1, 0
         for value in sorted(buckets):
             seen += buckets[value]
             if seen >= rank:

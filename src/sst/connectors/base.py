@@ -220,12 +220,22 @@ class Connector:
 
     # --- pure part -------------------------------------------------------------------------
 
+    @classmethod
+    def refuses_age(cls, event_time: datetime, now: datetime) -> timedelta | None:
+        """The event's age when the platform would refuse it for being too old, else None.
+
+        The one cut-off: first sends and `sst replay` both ask it. AGE_MARGIN keeps a
+        request that is slow to arrive from crossing the platform's limit on the way.
+        """
+        if cls.max_event_age is None:
+            return None
+        age = now - event_time
+        return age if age > cls.max_event_age - AGE_MARGIN else None
+
     def too_old(self, event: EventData, now: datetime) -> str | None:
         """Reason string when the platform would refuse the event for its age, else None."""
-        if self.max_event_age is None:
-            return None
-        age = now - event.event_time
-        if age > self.max_event_age - AGE_MARGIN:
+        age = self.refuses_age(event.event_time, now)
+        if age is not None:
             return (
                 f"event too old for {self.name}: {_fmt_age(age)} old, "
                 f"limit {_fmt_age(self.max_event_age)}"

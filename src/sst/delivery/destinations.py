@@ -72,7 +72,12 @@ class Destination:
 
 
 def load_destinations(raw_list: list) -> dict[str, Destination]:
-    """Validate [[destination]] entries; a connector that cannot load is skipped."""
+    """Validate [[destination]] entries.
+
+    A destination whose connector cannot load fails start-up, naming it: skipping it would
+    silently stop that platform's conversions (sentry-python's rule for integrations the
+    user asked for). Connectors nobody configured may fail to load without harm.
+    """
     load_errors = dict(connectors.load_builtin())
     out: dict[str, Destination] = {}
     for raw in raw_list:
@@ -83,9 +88,9 @@ def load_destinations(raw_list: list) -> dict[str, Destination]:
             raise ConfigError(f"{where}: key 'name': destination {name!r} is defined twice")
         connector = raw.get("connector")
         if connector in load_errors:
-            logger.error("%s: connector %r could not load (%s); destination skipped",
-                         where, connector, load_errors[connector])
-            continue
+            raise ConfigError(f"{where}: key 'connector': connector {connector!r} could not "
+                              f"load ({load_errors[connector]}); install what it needs or "
+                              "remove the destination")
         try:
             settings = connectors.validate_destination(raw)
         except connectors.ConnectorConfigError as exc:

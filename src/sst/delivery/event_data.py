@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sst.clock import from_db
 from sst.connectors.base import ClickId, EventData
 from sst.identity.clicks import Touch, best_click_ids
+from sst.identity.people import PERSON_LINKS
 from sst.models import ClickId as ClickRow
 from sst.models import Event, Link, Person, Visitor
 
@@ -29,12 +30,11 @@ def _people(conn, anon_ids: set, user_ids: set) -> tuple[dict, set, dict]:
     """Who the devices are: ({anonymous id: userId of a verified Person}, the Persons among
     these events' userIds, {userId: every anonymous id linked to it})."""
     known = select(Person.user_id)
-    kinds = ("person", "user_id")  # a verified userId sent back by identify links too
     person_of = {}
     if anon_ids:
         person_of = {a: u for a, u in conn.execute(
             select(Link.anonymous_id, Link.value).where(
-                Link.kind.in_(kinds), Link.anonymous_id.in_(anon_ids), Link.value.in_(known))
+                Link.kind.in_(PERSON_LINKS), Link.anonymous_id.in_(anon_ids), Link.value.in_(known))
             .order_by(Link.id)).all()}
     persons = set()
     if user_ids:
@@ -43,7 +43,7 @@ def _people(conn, anon_ids: set, user_ids: set) -> tuple[dict, set, dict]:
     wanted = set(person_of.values()) | persons
     if wanted:
         for a, u in conn.execute(select(Link.anonymous_id, Link.value).where(
-                Link.kind.in_(kinds), Link.value.in_(wanted))).all():
+                Link.kind.in_(PERSON_LINKS), Link.value.in_(wanted))).all():
             devices.setdefault(u, set()).add(a)
     return person_of, persons, devices
 

@@ -37,6 +37,7 @@ def job_id_for(destination: str, rows) -> str:
 
 
 def paused_destinations(conn) -> set:
+    """Names of the destinations an operator paused (`sst destination pause`)."""
     return {n for (n,) in conn.execute(select(DestinationControl.name)
                                        .where(DestinationControl.paused.is_(True))).all()}
 

@@ -7,7 +7,6 @@ however many rows match.
 
 from __future__ import annotations
 
-import getpass
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,9 +14,9 @@ from datetime import datetime
 from sqlalchemy import insert, or_, select, update
 
 from sst.clock import from_db, to_db, utcnow
-from sst.connectors.base import AGE_MARGIN
 from sst.delivery.outbox import enqueue_groups
 from sst.models import Delivery, Event, Replay
+from sst.operator import operator_name
 
 logger = logging.getLogger(__name__)
 
@@ -136,11 +135,8 @@ def _skip_reason(state, row, now) -> str | None:
     dest = state.destinations.get(row.destination)
     if dest is None:
         return "destination not configured"
-    if dest.connector_cls.max_event_age is not None:
-        age = now - from_db(row.event_time)
-        # The same cut-off the connector applies at send time.
-        if age > dest.connector_cls.max_event_age - AGE_MARGIN:
-            return f"older than {dest.connector} accepts"
+    if dest.connector_cls.refuses_age(from_db(row.event_time), now) is not None:
+        return f"older than {dest.connector} accepts"
     return None
 
 
@@ -158,13 +154,9 @@ def _hand_over(state, conn, groups, enqueue, now) -> int:
 
 
 def _start_record(state, f, dry_run) -> int:
-    try:
-        operator = getpass.getuser()
-    except Exception:  # no login name in some containers
-        operator = None
     with state.engine.begin() as conn:
         res = conn.execute(insert(Replay.__table__), {
-            "started_at": to_db(utcnow()), "operator": operator, "dry_run": dry_run,
+            "started_at": to_db(utcnow()), "operator": operator_name(), "dry_run": dry_run,
             "force": f.force, "filters": f.as_dict()})
         return res.inserted_primary_key[0]
 

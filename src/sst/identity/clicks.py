@@ -38,22 +38,27 @@ from datetime import UTC, datetime, timedelta
 
 CLOCK_TOLERANCE = timedelta(minutes=5)
 
-DEFAULT_WINDOWS: Mapping[str, timedelta] = {
-    "gclid": timedelta(days=90),
-    "gbraid": timedelta(days=90),
-    "wbraid": timedelta(days=90),
-    "dclid": timedelta(days=90),
-    "fbclid": timedelta(days=90),
-    "ttclid": timedelta(days=28),
-    "msclkid": timedelta(days=90),
-    "ScCid": timedelta(days=28),
-    "li_fat_id": timedelta(days=90),
-    "rdt_cid": timedelta(days=30),
-    "twclid": timedelta(days=30),
-    "epik": timedelta(days=30),
+# The one list of ad platforms' click-id URL parameters: the platform that owns each and how
+# long a click stays attributable by default. Ingest captures exactly these (sst.ingest.touch),
+# reports name their platform, deliveries choose among them. Values are case-sensitive.
+CLICK_IDS: Mapping[str, tuple[str, timedelta]] = {
+    "gclid": ("google", timedelta(days=90)),  # Google Ads
+    "gbraid": ("google", timedelta(days=90)),
+    "wbraid": ("google", timedelta(days=90)),
+    "dclid": ("google", timedelta(days=90)),  # Campaign Manager
+    "fbclid": ("meta", timedelta(days=90)),
+    "ttclid": ("tiktok", timedelta(days=28)),
+    "msclkid": ("microsoft", timedelta(days=90)),
+    "ScCid": ("snapchat", timedelta(days=28)),
+    "rdt_cid": ("reddit", timedelta(days=30)),
+    "li_fat_id": ("linkedin", timedelta(days=90)),
+    "twclid": ("x", timedelta(days=30)),
+    "epik": ("pinterest", timedelta(days=30)),
 }
 
-CLICK_ID_PARAMS = tuple(DEFAULT_WINDOWS)
+CLICK_ID_PARAMS = tuple(CLICK_IDS)
+DEFAULT_WINDOWS: Mapping[str, timedelta] = {p: w for p, (_, w) in CLICK_IDS.items()}
+CLICK_ID_PLATFORM: Mapping[str, str] = {p: owner for p, (owner, _) in CLICK_IDS.items()}
 
 # URL parameters are case-sensitive on paper, but "sccid"/"GCLID" show up in the wild.
 _CANONICAL = {name.lower(): name for name in CLICK_ID_PARAMS}

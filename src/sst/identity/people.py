@@ -15,6 +15,10 @@ persons_t = Person.__table__
 codes_t = OtpCode.__table__
 links_t = Link.__table__
 
+# Link kinds that tie a device (anonymous id) to a Person: an OTP verification ("person"),
+# and a verified userId sent back with the device's events ("user_id").
+PERSON_LINKS = ("person", "user_id")
+
 
 class DbCodeStore:
     """CodeStore on the database, so every web worker and host sees the same codes."""
@@ -104,7 +108,7 @@ def find_person(engine, *, phone_key=None, user_id=None, anonymous_id=None):
         if anonymous_id is not None:
             user_id = conn.execute(
                 select(links_t.c.value).where(links_t.c.anonymous_id == anonymous_id,
-                                              links_t.c.kind.in_(("person", "user_id")),
+                                              links_t.c.kind.in_(PERSON_LINKS),
                                               links_t.c.value.in_(select(persons_t.c.user_id)))
             ).scalar()
             if user_id is None:
@@ -119,5 +123,5 @@ def devices_of(engine, user_id: str) -> list[str]:
     with engine.connect() as conn:
         return [a for (a,) in conn.execute(
             select(links_t.c.anonymous_id).distinct()
-            .where(links_t.c.kind.in_(("person", "user_id")), links_t.c.value == user_id)
+            .where(links_t.c.kind.in_(PERSON_LINKS), links_t.c.value == user_id)
             .order_by(links_t.c.anonymous_id)).all()]

@@ -14,6 +14,8 @@ fraud vector), VOIP (cheap throwaway numbers, OWASP anti-automation advice) and 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
+from sst.config import DEFAULT_PHONE_REGION
+
 ALLOWED_TYPES = frozenset(
     {
         PhoneNumberType.MOBILE,
@@ -46,7 +48,7 @@ def _parse(raw: str, default_region: str | None) -> phonenumbers.PhoneNumber:
 
 def normalize_phone(
     raw: str,
-    default_region: str | None = "US",
+    default_region: str | None = DEFAULT_PHONE_REGION,
     *,
     allowed_types: frozenset[int] = ALLOWED_TYPES,
 ) -> str:

@@ -14,8 +14,10 @@ import phonenumbers
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import OperationalError
 
+from sst.config import phone_region
 from sst.cors import add_cors_headers
 from sst.errors import ApiError, StorageUnavailableError
+from sst.extensions import state as current_state
 from sst.identity import people
 from sst.identity.crypto import phone_lookup_key
 from sst.identity.phone import InvalidPhoneError, mask_phone, normalize_phone, region_of
@@ -81,7 +83,7 @@ def _phone(body) -> str:
         raise ApiError(400, "invalid_phone", "phone is required",
                        fields={"phone": "required"})
     try:
-        e164 = normalize_phone(raw, _setting("default_region") or "US")
+        e164 = normalize_phone(raw, phone_region(current_app.config))
     except InvalidPhoneError as exc:
         raise ApiError(400, "invalid_phone", "this phone number cannot receive codes",
                        fields={"phone": exc.reason}) from None
@@ -94,7 +96,7 @@ def _phone(body) -> str:
 
 
 def _begin():
-    state = current_app.extensions["sst"]
+    state = current_state()
     if state.otp_provider is None:
         raise ApiError(404, "otp_not_configured", "phone verification is not configured")
     body = _parse_body()
@@ -230,7 +232,7 @@ def _record_events(state, info, user_id, anonymous_id) -> None:
 
 
 def _issue_cookie(resp, source, auth, body):
-    state = current_app.extensions["sst"]
+    state = current_state()
     info = request_info(source, auth, request.path)
     visitor = choose_visitor(state, info, request.headers.get("Origin") is not None,
                        body.get("anonymousId"))

@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, request, send_from_directory
 
 from sst.config import normalize_origin
+from sst.extensions import state as current_state
 
 bp = Blueprint("browser", __name__)
 
@@ -51,7 +52,7 @@ def render_example(path: Path, api_host: str, write_key: str) -> bytes:
 
 
 def _dev_write_key(origin: str) -> str:
-    for source in current_app.extensions["sst"].sources.values():
+    for source in current_state().sources.values():
         if normalize_origin(origin) in source.origins:
             return source.write_key
     abort(404, f"no source lists the origin {origin}; add it to a [[source]]'s origins")

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-# Ad platforms' click-id URL parameters. Values are case-sensitive: kept as they came.
-CLICK_ID_PARAMS = (
-    "gclid", "gbraid", "wbraid", "dclid",  # Google Ads / Campaign Manager
-    "fbclid",  # Meta
-    "ttclid",  # TikTok
-    "msclkid",  # Microsoft Ads
-    "ScCid",  # Snapchat
-    "rdt_cid",  # Reddit
-    "li_fat_id",  # LinkedIn
-    "twclid",  # X (Twitter)
-    "epik",  # Pinterest
-)
+from sst.identity.clicks import CLICK_ID_PARAMS
+
 UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id")
 AD_COOKIES = ("_fbp", "_fbc", "_ga", "_ttp")
 MAX_VALUE = 600  # longer values are not click ids; the column holds this much

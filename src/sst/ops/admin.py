@@ -19,6 +19,7 @@ from sst import reports
 from sst.clock import iso, parse_relative, utcnow
 from sst.config import resolve_env_refs
 from sst.errors import ConfigError
+from sst.extensions import state as current_state
 from sst.models import Delivery, Event, Track, TrackItem
 from sst.ops import charts
 from sst.ops.status import delivery_backlog, destination_status
@@ -98,10 +99,6 @@ def _headers(resp):
     return resp
 
 
-def _state():
-    return current_app.extensions["sst"]
-
-
 def _pretty(value) -> str:
     if value is None:
         return ""
@@ -140,13 +137,13 @@ def status():
     since, error = _window_arg("window", "24h")
     if error:
         since = utcnow() - timedelta(hours=24)
-    rows = destination_status(_state(), utcnow() - since)
+    rows = destination_status(current_state(), utcnow() - since)
     chart = charts.bars(
         "Deliveries by destination and state",
         [(r["destination"], {"succeeded": r["succeeded"], "failed": r["failed"],
                              "skipped": r["skipped"], "waiting": r["pending"]}) for r in rows],
         ["succeeded", "failed", "skipped", "waiting"])
-    backlog = delivery_backlog(_state())
+    backlog = delivery_backlog(current_state())
     return render_template("admin/status.html", rows=rows, chart=chart, error=error,
                            backlog=backlog, oldest=_age(backlog["oldest_pending_age_s"]),
                            window=request.args.get("window", "24h")), 400 if error else 200
@@ -160,10 +157,10 @@ def failures():
     q = select(Track.__table__).where(t.outcome != "success").order_by(t.id.desc()).limit(50)
     if destination:
         q = q.where(t.destination == destination)
-    with _state().engine.connect() as conn:
+    with current_state().engine.connect() as conn:
         rows = [_track_view(r) for r in conn.execute(q)]
     return render_template("admin/failures.html", rows=rows, destination=destination,
-                           destinations=sorted(_state().destinations))
+                           destinations=sorted(current_state().destinations))
 
 
 def _track_view(r) -> dict:
@@ -183,7 +180,7 @@ def event_lookup():
     if message_id:
         e, d, t, ti = (Event.__table__, Delivery.__table__, Track.__table__,
                        TrackItem.__table__)
-        with _state().engine.connect() as conn:
+        with current_state().engine.connect() as conn:
             for ev in conn.execute(select(e).where(e.c.message_id == message_id)
                                    .order_by(e.c.id).limit(20)):
                 dels = conn.execute(select(d).where(d.c.event_id == ev.id)
@@ -212,14 +209,14 @@ def reports_page():
         return render_template("admin/reports.html", error=error, args=request.args,
                                sources=_source_names()), 400
     window = reports.Window(since, until or utcnow(), source)
-    data = reports.run(_state().engine, window,
+    data = reports.run(current_state().engine, window,
                        conversion_events=reports.configured_conversion_events(current_app.config))
     return render_template("admin/reports.html", data=data, args=request.args,
                            sources=_source_names(), charts=_report_charts(data))
 
 
 def _source_names() -> list[str]:
-    return sorted(s.name for s in _state().sources.values())
+    return sorted(s.name for s in current_state().sources.values())
 
 
 def _report_charts(data: dict) -> dict:

@@ -31,8 +31,9 @@ from sqlalchemy import and_, delete, func, select, update
 
 from sst.clock import from_db, to_db, utcnow
 from sst.config import resolve_env_refs
+from sst.delivery.outbox import paused_destinations
 from sst.errors import ConfigError
-from sst.models import AlertState, Delivery, DestinationControl
+from sst.models import AlertState, Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +96,6 @@ def finished_counts(conn, since: datetime, states=("succeeded", "failed")) -> di
             .group_by(d.destination, d.state)).all():
         out.setdefault(dest, {})[state] = n
     return out
-
-
-def paused_destinations(conn) -> list[str]:
-    c = DestinationControl.__table__.c
-    return list(conn.execute(select(c.name).where(c.paused.is_(True))).scalars())
 
 
 def oldest_waiting(conn, now: datetime, paused=()) -> float | None:

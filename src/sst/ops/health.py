@@ -2,10 +2,11 @@
 
 import logging
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from sst.extensions import db
+from sst.extensions import state as current_state
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -28,7 +29,7 @@ def readyz():
     except Exception as exc:  # any failure means not ready; the probe must answer
         logger.warning("readyz: database: %s", exc.__class__.__name__)
         checks["database"] = "unavailable"
-    state = current_app.extensions["sst"]
+    state = current_state()
     if state.redis_url:
         try:
             state.redis.ping()

@@ -39,10 +39,12 @@ from prometheus_client.exposition import choose_encoder
 from sqlalchemy import func, select
 
 from sst.clock import to_db, utcnow
+from sst.delivery.outbox import paused_destinations
 from sst.errors import ApiError
+from sst.extensions import state as current_state
 from sst.ingest.counters import INGEST
 from sst.models import Delivery, Track
-from sst.ops.alerts import finished_counts, oldest_waiting, paused_destinations
+from sst.ops.alerts import finished_counts, oldest_waiting
 from sst.ops.status import percentile, queue_stats
 
 logger = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ class DeliveryCollector:
             names = sorted(set(configured) | {dest for dest, _, _ in requests_})
             latency = {(name, q): percentile(conn, name, since, q)
                        for name in names for q in QUANTILES}
-            paused = set(paused_destinations(conn))
+            paused = paused_destinations(conn)
             age = oldest_waiting(conn, self.now, sorted(paused))
 
         deliveries = _gauge("sst_deliveries", "Deliveries not finished, by destination and "
@@ -209,6 +211,6 @@ def metrics():
     if token:
         _check_token(token)
     encoder, content_type = choose_encoder(request.headers.get("Accept"))
-    registry = scrape_registry(current_app.extensions["sst"])
+    registry = scrape_registry(current_state())
     return Response(encoder(registry), status=200, headers={"Content-Type": content_type,
                                                             "Cache-Control": "no-store"})

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from sst.clock import iso, to_db, utcnow
 from sst.models import Delivery, Track
+from sst.reports import nearest_rank
 
 deliveries_t = Delivery.__table__
 tracks_t = Track.__table__
@@ -21,7 +22,7 @@ def percentile(conn, destination, since, p) -> float | None:
     n = conn.execute(select(func.count()).where(*base)).scalar() or 0
     if not n:
         return None
-    offset = min(n - 1, int(p * (n - 1) + 0.5))
+    offset = nearest_rank(n, p)
     return conn.execute(select(t.duration_ms).where(*base).order_by(t.duration_ms)
                         .limit(1).offset(offset)).scalar()
 
