@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
@@ -126,7 +127,7 @@ def test_token_cached_and_refreshed_on_401():
                                                             (r3, "m-3")))
     token_ex = r1.exchanges[0]
     assert token_ex.url == TOKEN_URL
-    blob = json.dumps([e.to_dict() for e in r1.exchanges + r3.exchanges], default=str)
+    blob = json.dumps([asdict(e) for e in r1.exchanges + r3.exchanges], default=str)
     for secret in ("csecret", "1//rtoken", "1%2F%2Frtoken", "tok-A", "tok-B"):
         assert secret not in blob
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import requests
@@ -78,7 +79,7 @@ def test_partial_failure_maps_to_events():
     assert res.outcomes["m1"].code == "EXPIRED_EVENT"
     assert "too old" in res.outcomes["m1"].error
     for ex in res.exchanges:
-        assert "devtok" not in json.dumps(ex.to_dict(), default=str)
+        assert "devtok" not in json.dumps(asdict(ex), default=str)
         assert "tok" not in ex.request_headers.get("Authorization", "")
 
 

@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import pytest
@@ -42,7 +43,7 @@ def test_signature_verifies_with_hmac():
     assert sent.headers["Content-Type"] == "application/json"
     assert sent.headers["User-Agent"] == f"sst/{__version__}"
     assert res.outcomes["m-1"].kind == "success"
-    assert "whsec" not in json.dumps(res.exchanges[0].to_dict(), default=str)
+    assert "whsec" not in json.dumps(asdict(res.exchanges[0]), default=str)
 
 
 def test_one_request_per_event():

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -80,9 +80,7 @@ class HttpExchange:
     error_message: str | None
     duration_ms: float
     started_at: datetime
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    message_ids: list[str] = field(default_factory=list)  # the events this request carried
 
 
 @dataclass
@@ -94,9 +92,16 @@ class Outcome:
 
 
 @dataclass
-class SendResult:
+class SendReport:
+    """What `Connector.send` did: every request made, and one outcome per event passed in."""
+
     exchanges: list[HttpExchange]
     outcomes: dict[str, Outcome]
+
+
+# A request not started because the send window closed: the delivery goes back to pending
+# without counting an attempt (see Connector.send's `send_by`).
+UNSENT = "unsent"
 
 
 @dataclass
@@ -266,8 +271,15 @@ class Connector:
 
     # --- I/O -------------------------------------------------------------------------------
 
-    def send(self, events: list[EventData], now: datetime | None = None) -> SendResult:
-        """Send the events; never raises on HTTP or network failure."""
+    def send(self, events: list[EventData], now: datetime | None = None,
+             send_by: float | None = None) -> SendReport:
+        """Send the events: the one send loop, which production's workers and the connector
+        test table both run. Never raises on HTTP, network or payload failure.
+
+        The events must carry distinct message ids (one platform event id per request).
+        `send_by` is a time.monotonic() deadline: a request not started by then is not sent,
+        and its events get the outcome code UNSENT (a worker's claim is running out).
+        """
         now = now or datetime.now(UTC)
         outcomes: dict[str, Outcome] = {}
         ready = []
@@ -279,8 +291,22 @@ class Connector:
             else:
                 ready.append(ev)
         exchanges: list[HttpExchange] = []
-        for req in self.build_requests(ready) if ready else []:
+        try:
+            requests_ = self.build_requests(ready) if ready else []
+        except Exception as exc:  # a payload bug must fail the delivery, not the worker
+            logger.exception("%s: build_requests failed", self.name)
+            failed = Outcome(PERMANENT, error=f"payload error: {exc}"[:500], code="internal")
+            requests_ = []
+            outcomes.update({ev.message_id: failed for ev in ready})
+        for req in requests_:
+            if send_by is not None and time.monotonic() > send_by:
+                # A slow platform ate the claim's time: hand the rest back unsent.
+                unsent = Outcome(SKIPPED, error="not sent: claim window over", code=UNSENT)
+                outcomes.update({mid: unsent for mid in req.message_ids})
+                continue
             exch, outs = self.send_request(req)
+            for x in exch:
+                x.message_ids = list(req.message_ids)
             exchanges.extend(exch)
             for mid in req.message_ids:
                 outcomes[mid] = outs.get(mid) or Outcome(
@@ -290,7 +316,7 @@ class Connector:
             outcomes.setdefault(
                 ev.message_id, Outcome(SKIPPED, error="no request was built for this event")
             )
-        return SendResult(exchanges=exchanges, outcomes=outcomes)
+        return SendReport(exchanges=exchanges, outcomes=outcomes)
 
     def send_request(self, req: OutgoingRequest) -> tuple[list[HttpExchange], dict[str, Outcome]]:
         """Perform one request and classify it. Google connectors wrap this with OAuth."""

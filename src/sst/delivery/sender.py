@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, bindparam, insert, or_, select, text, update
 
 from sst.clock import from_db, to_db, utcnow
-from sst.connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, Outcome
+from sst.connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, UNSENT, Outcome
 from sst.delivery.event_data import build_event_data
 from sst.logs import log_delivery
 from sst.models import Delivery, DestinationControl, Event, Track, TrackItem
@@ -66,7 +66,6 @@ def next_state(outcome: Outcome, attempts: int, retry_max: int, backoff: float,
     return "failed", None
 
 
-UNSENT = Outcome(SKIPPED, error="not sent: claim window over", code="unsent")
 
 
 @dataclass
@@ -152,55 +151,45 @@ def _claim(engine, ids, timeout) -> list:
 
 
 def _send_group(state, dest, connector, claimed, result) -> None:
+    """Send claimed deliveries through `connector.send` (the loop the connector test table
+    runs too), then record every request and the new states."""
     now = utcnow()
     send_by = time.monotonic() + SEND_WINDOW.total_seconds()
     events = build_event_data(state.engine, claimed, state.phones)  # delivery id -> EventData
     outcomes: dict[int, Outcome] = {}
     exchanges = []  # (HttpExchange, [delivery ids])
-    ready = []
+    found = []
     for row in claimed:
-        ev = events.get(row["id"])
-        if ev is None:
-            outcomes[row["id"]] = Outcome(PERMANENT, error="event not found", code="internal")
-            continue
-        reason = connector.too_old(ev, now) or connector.skip_reason(ev)
-        if reason:
-            outcomes[row["id"]] = Outcome(SKIPPED, error=reason)
+        if row["id"] in events:
+            found.append(row)
         else:
-            ready.append(row)
-    # One platform event id per request: two sources may share a messageId.
-    by_mid: dict[str, list] = {}
-    for row in ready:
-        by_mid.setdefault(events[row["id"]].message_id, []).append(row)
-    while by_mid:
-        batch = [rows.pop(0) for rows in by_mid.values()]
-        by_mid = {k: v for k, v in by_mid.items() if v}
-        ids_by_mid = {events[r["id"]].message_id: r["id"] for r in batch}
-        try:
-            requests_ = connector.build_requests([events[r["id"]] for r in batch])
-        except Exception as exc:  # a payload bug must fail the delivery, not the worker
-            logger.exception("%s: build_requests failed", dest.name)
-            for r in batch:
-                outcomes[r["id"]] = Outcome(PERMANENT, error=f"payload error: {exc}"[:500],
-                                            code="internal")
-            continue
-        for req in requests_:
-            ids = [ids_by_mid[m] for m in req.message_ids if m in ids_by_mid]
-            if time.monotonic() > send_by:
-                # A slow platform ate the claim's time: hand the rest back unsent.
-                for i in ids:
-                    outcomes[i] = UNSENT
-                continue
-            exch, outs = connector.send_request(req)
-            for x in exch:
-                exchanges.append((x, ids))
-            for mid in req.message_ids:
-                if mid in ids_by_mid:
-                    outcomes[ids_by_mid[mid]] = outs.get(mid) or Outcome(
-                        PERMANENT, error="no outcome from classification", code="internal")
-        for r in batch:
-            outcomes.setdefault(r["id"], Outcome(SKIPPED, error="no request was built"))
+            outcomes[row["id"]] = Outcome(PERMANENT, error="event not found", code="internal")
+    for round_ in distinct_message_ids(found, events):
+        id_of = {events[r["id"]].message_id: r["id"] for r in round_}
+        report = connector.send([events[r["id"]] for r in round_], now=now, send_by=send_by)
+        for mid, outcome in report.outcomes.items():
+            outcomes[id_of[mid]] = outcome
+        exchanges += [(x, [id_of[m] for m in x.message_ids if m in id_of])
+                      for x in report.exchanges]
     _record(state.engine, dest, claimed, outcomes, exchanges, result)
+
+
+def distinct_message_ids(rows: list[dict], events: dict) -> list[list[dict]]:
+    """Split rows into rounds in which no message id repeats: a platform takes the message
+    id as its event id, and two sources may send the same one. Order is kept."""
+    rounds: list[list[dict]] = []
+    seen: list[set] = []
+    for row in rows:
+        mid = events[row["id"]].message_id
+        for round_, mids in zip(rounds, seen, strict=True):
+            if mid not in mids:
+                round_.append(row)
+                mids.add(mid)
+                break
+        else:
+            rounds.append([row])
+            seen.append({mid})
+    return rounds
 
 
 def _record(engine, dest, claimed, outcomes, exchanges, result) -> None:
@@ -231,7 +220,7 @@ def _record(engine, dest, claimed, outcomes, exchanges, result) -> None:
     changes: dict = {}  # (claim, new values) -> delivery ids
     for row in claimed:
         outcome = outcomes[row["id"]]
-        if outcome is UNSENT:
+        if outcome.code == UNSENT:
             values = {"state": "pending", "claim": None, "locked_until": None, "job_id": None,
                       "next_attempt_at": to_db(now), "attempts": row["attempts"] - 1,
                       "updated_at": to_db(now)}
