@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ORIGIN, SERVER_KEY, WRITE_KEY, _truncate_all, make_mysql_app
 from sst import audiences as aud
-from sst.cli.privacy import audience as audience_cmd
+from sst.cli.audiences import audience as audience_cmd
 from sst.errors import ConfigError
 from sst.extensions import db
 from sst.identity import people

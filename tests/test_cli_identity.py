@@ -116,3 +116,15 @@ def test_show_invalid_phone_is_a_usage_error(app):
     result = show(app, "--phone", "not a phone")
     assert result.exit_code == 2
     assert "not a valid phone number" in result.output
+
+
+def test_show_by_phone_picks_that_phone_on_a_shared_device(app):
+    """Two phones verified on one laptop join both people in one identity graph; --phone
+    still shows the person with that very phone."""
+    laptop = app.test_client()
+    first, second = verify(app, laptop), verify(app, laptop, phone="+16505559876")
+    assert first != second
+    for phone, user in (("(650) 555-1234", first), ("+16505559876", second)):
+        result = show(app, "--phone", phone, "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["userId"] == user

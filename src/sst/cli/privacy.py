@@ -1,109 +1,12 @@
-"""`sst audience`, `sst forget` and `sst purge`. Attached to `main` in cli.py."""
+"""`sst forget` (erase one person, GDPR Art. 17) and `sst purge` (apply [retention])."""
 
 from __future__ import annotations
-
-import os
-import sys
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-
-def _state():
-    return current_app.extensions["sst"]
-
-
-def _fail(command, exc):
-    click.echo(f"sst {command}: {exc}", err=True)
-    sys.exit(1)
-
-
-def _audiences(command):
-    from sst.audiences import load_audiences
-    from sst.errors import ConfigError
-
-    try:
-        return load_audiences(current_app.config.get("AUDIENCES") or [])
-    except ConfigError as exc:
-        click.echo(f"sst {command}: {exc}", err=True)
-        sys.exit(2)
-
-
-# --- audiences ---------------------------------------------------------------------------------
-
-
-@click.group()
-def audience():
-    """Audiences from the [[audience]] config: list and export."""
-
-
-@audience.command("list")
-@with_appcontext
-def audience_list():
-    """Configured audiences and their rules."""
-    audiences = _audiences("audience list")
-    if not audiences:
-        click.echo("no [[audience]] configured")
-    for a in audiences.values():
-        click.echo(f"{a.name:<24} include={list(a.include)} exclude={list(a.exclude)} "
-                   f"window={a.window} sources={list(a.sources) or 'all'} "
-                   f"verified_only={a.verified_only}")
-
-
-def _open_output(path):
-    if path == "-":
-        return click.get_text_stream("stdout"), False
-    # The file holds hashed personal data: readable by its owner only.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return open(fd, "w", encoding="utf-8", newline=""), True
-
-
-@audience.command("export")
-@click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["meta", "google", "csv"]), required=True,
-              help="meta: Meta customer list; google: Customer Match; csv: sst's own.")
-@click.option("-o", "--output", default="-", show_default=True,
-              help="File to write (created mode 600); - for stdout.")
-@click.option("--json", "as_json", is_flag=True, help="Counts as JSON on stderr.")
-@with_appcontext
-def audience_export(name, fmt, output, as_json):
-    """Write an audience's SHA-256 hashed identifiers in a platform's file layout."""
-    from sst import audiences as aud
-    from sst.jsonutil import dumps
-
-    audiences = _audiences("audience export")
-    if name not in audiences:
-        raise click.BadParameter(f"unknown audience {name!r}; known: "
-                                 f"{', '.join(sorted(audiences)) or '(none)'}",
-                                 param_hint="NAME")
-    a = audiences[name]
-    state = _state()
-    secret = current_app.config["SECRET_KEY"]
-    out, close = _open_output(output)
-    try:
-        total = aud.count_include_events(state, a)
-        if sys.stderr.isatty() and total and not as_json:
-            with click.progressbar(length=total, label=f"exporting {name}",
-                                   file=sys.stderr) as bar:
-                stats = aud.export(state, a, out, fmt, secret=secret, progress=bar.update)
-        else:
-            stats = aud.export(state, a, out, fmt, secret=secret)
-    except Exception as exc:  # database down, disk full: the reason, not a traceback
-        _fail("audience export", f"{exc.__class__.__name__}: {exc}")
-    finally:
-        if close:
-            out.close()
-    doc = {"audience": name, "format": fmt, **stats.as_dict()}
-    if as_json:
-        click.echo(dumps(doc), err=True)
-        return
-    click.echo(f"{name}: {stats.members} member(s) from {stats.events} event(s); "
-               f"{stats.excluded} excluded; {stats.written} row(s) written "
-               f"({stats.with_email} with email, {stats.with_phone} with phone, "
-               f"{stats.with_external_id} with external id); "
-               f"{stats.without_identifiers} without a usable identifier", err=True)
-
+from sst.cli.common import SETUP, app_state, default_region, fail, failures_exit
 
 # --- forget ------------------------------------------------------------------------------------
 
@@ -126,20 +29,18 @@ def forget(phone, user_id, anonymous_id, yes, dry_run, pause, as_json):
     from sst import privacy
     from sst.jsonutil import dumps
 
-    state = _state()
-    region = (current_app.config.get("IDENTITY") or {}).get("default_region") or "US"
+    state = app_state()
     try:
         subject = privacy.resolve_subject(state.engine, current_app.config["SECRET_KEY"],
                                           phone=phone, user_id=user_id,
-                                          anonymous_id=anonymous_id, default_region=region)
+                                          anonymous_id=anonymous_id,
+                                          default_region=default_region())
     except privacy.PrivacyError as exc:
         raise click.UsageError(str(exc)) from None
     execute = yes and not dry_run
-    try:
+    with failures_exit("forget"):
         counts = (privacy.forget(state.engine, subject, pause=pause) if execute
                   else privacy.plan_forget(state.engine, subject))
-    except Exception as exc:
-        _fail("forget", f"{exc.__class__.__name__}: {exc}")
     doc = {"dryRun": not execute, "ids": {"anonymousIds": len(subject.anon_ids),
                                           "userIds": len(subject.user_ids)}, "counts": counts}
     if as_json:
@@ -170,20 +71,16 @@ def purge(yes, dry_run, batch_size, pause, as_json):
     try:
         policy = privacy.retention_policy(current_app.config.get("RETENTION"))
     except privacy.PrivacyError as exc:
-        click.echo(f"sst purge: {exc}", err=True)
-        sys.exit(2)
+        fail(f"sst purge: {exc}", SETUP)
     if not policy:
-        click.echo("sst purge: no [retention] configured; nothing to do", err=True)
-        sys.exit(2)
-    state = _state()
+        fail("sst purge: no [retention] configured; nothing to do", SETUP)
+    state = app_state()
     execute = yes and not dry_run
-    try:
+    with failures_exit("purge"):
         if execute:
             counts = privacy.purge(state.engine, policy, pause=pause, batch=max(1, batch_size))
         else:
             counts = privacy.plan_purge(state.engine, policy)
-    except Exception as exc:
-        _fail("purge", f"{exc.__class__.__name__}: {exc}")
     if as_json:
         click.echo(dumps({"dryRun": not execute, "policy": policy, "counts": counts}))
         return

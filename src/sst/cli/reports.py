@@ -10,16 +10,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from sst import reports
-from sst.clock import parse_relative, utcnow
-
-
-def _when(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return parse_relative(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not '7d', '12h', '30m' or an ISO date") from None
+from sst.cli.common import app_state, parse_time
+from sst.clock import utcnow
 
 
 def _pct(part, whole):
@@ -105,9 +97,9 @@ def render_csv(table) -> str:
 
 @click.command("report")
 @click.argument("which", type=click.Choice(["all", *reports.REPORTS]), default="all")
-@click.option("--since", default="30d", show_default=True, callback=_when,
+@click.option("--since", default="30d", show_default=True, callback=parse_time,
               help="Start of the window: '7d', '12h' before now, or an ISO date (UTC).")
-@click.option("--until", default=None, callback=_when,
+@click.option("--until", default=None, callback=parse_time,
               help="End of the window, exclusive (default: now).")
 @click.option("--source", default=None, help="Only events of this [[source]].")
 @click.option("--conversion-event", "conversion_events", multiple=True,
@@ -129,7 +121,7 @@ def report(which, since, until, source, conversion_events, as_json, as_csv):
     window = reports.Window(since, until or utcnow(), source)
     names = list(conversion_events) or reports.configured_conversion_events(current_app.config)
     which = reports.REPORTS if which == "all" else (which,)
-    data = reports.run(current_app.extensions["sst"].engine, window, which, names)
+    data = reports.run(app_state().engine, window, which, names)
     if as_json:
         click.echo(dumps(data))
         return

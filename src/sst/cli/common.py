@@ -1,0 +1,65 @@
+"""What the `sst` commands share: the app state, the time option, the default phone region,
+the RQ connection and the way a command reports a failure and exits (as RQ's
+rq/cli/helpers.py does for rq's commands)."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import NoReturn
+
+import click
+from flask import current_app
+
+# Exit codes: 1 when the command ran and failed (database or Redis down, nothing found);
+# 2 when it cannot run as set up or asked (bad config, missing setting), Click's usage code.
+FAILED = 1
+SETUP = 2
+
+
+def app_state():
+    """The running app's SstState (engine, redis URL, sources, destinations)."""
+    return current_app.extensions["sst"]
+
+
+def default_region() -> str:
+    """The region national phone numbers are read in: [identity] default_region, else US."""
+    return (current_app.config.get("IDENTITY") or {}).get("default_region") or "US"
+
+
+def fail(message: str, code: int = FAILED) -> NoReturn:
+    """Print `message` on stderr and exit with `code`: an operator gets the reason, not a
+    traceback."""
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def failures_exit(command: str):
+    """Turn any error inside the block (database or Redis down, disk full) into
+    `sst <command>: <Class>: <message>` on stderr and exit code 1."""
+    try:
+        yield
+    except Exception as exc:
+        fail(f"sst {command}: {exc.__class__.__name__}: {exc}")
+
+
+def parse_time(ctx, param, value):
+    """Click callback for --since/--until: '7d', '12h', '30m' before now, or an ISO date."""
+    from sst.clock import parse_relative
+
+    if value is None:
+        return None
+    try:
+        return parse_relative(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not '7d', '12h', '30m' or an ISO date") from None
+
+
+def rq_connection(state):
+    """The Redis connection RQ uses; exits 2 in embedded mode, which has no RQ queues."""
+    if not state.redis_url:
+        fail("sst: no SST_REDIS_URL: the embedded queue has no RQ queues", SETUP)
+    from sst.delivery.worker import rq_connection as connect
+
+    return connect(state)

@@ -1,0 +1,346 @@
+"""Outgoing deliveries: `sst worker`, `sweep`, `tracks`, `replay`, `destination` (pause,
+resume, list) and `queue` (the RQ queues)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
+
+from sst.cli.common import app_state, failures_exit, parse_time, rq_connection
+
+# --- the worker and the sweep ------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Drain due deliveries (retries included), then exit.")
+@click.option("--queue", "queues", multiple=True, default=["deliveries"], show_default=True)
+@click.option("--worker-class", type=click.Choice(["simple", "fork"]), default="simple",
+              show_default=True, help="simple: jobs run in the worker process (fast); "
+              "fork: one child process per job (RQ's default).")
+@click.option("--no-relay", is_flag=True, help="Do not move pending deliveries to the queue.")
+@click.option("--sweep-interval", default=60.0, show_default=True,
+              help="Seconds between sweeps for lost deliveries.")
+@with_appcontext
+def worker(burst, queues, worker_class, no_relay, sweep_interval):
+    """Run an RQ worker with the scheduler, the relay and the periodic sweep."""
+    from sst.delivery.worker import run_worker
+
+    run_worker(current_app._get_current_object(), burst=burst, queues=queues,
+               worker_class=worker_class, sweep_every=sweep_interval, with_relay=not no_relay)
+
+
+@click.command()
+@with_appcontext
+def sweep():
+    """Re-enqueue deliveries that are pending, or lost by Redis or a dead worker."""
+    from sst.delivery import outbox
+    from sst.delivery.worker import job_checker, make_enqueuer, run_inline
+
+    state = app_state()
+    with failures_exit("sweep"):
+        if state.redis_url:
+            conn = rq_connection(state)
+            counts = outbox.sweep(state, job_checker(conn))
+            moved = outbox.relay(state, make_enqueuer(state, conn))
+        else:
+            counts = outbox.sweep(state)
+            moved = run_inline(state)
+    click.echo(f"recovered {counts['sending']} lost while sending, {counts['queued']} whose job "
+               f"was gone; enqueued {moved}")
+
+
+# --- the delivery ledger --------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--event", "event_ref", default=None,
+              help="An event: its id, or its messageId.")
+@click.option("--destination", default=None)
+@click.option("-n", "--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--bodies", is_flag=True, help="Also print request and response bodies.")
+@with_appcontext
+def tracks(event_ref, destination, limit, as_json, bodies):
+    """Outgoing requests and their answers (the delivery ledger), newest first."""
+    from sqlalchemy import or_, select
+
+    from sst.clock import iso
+    from sst.extensions import db
+    from sst.jsonutil import dumps
+    from sst.models import Event, Track, TrackItem
+
+    q = select(Track).order_by(Track.id.desc()).limit(limit)
+    if event_ref:
+        ids = select(Event.id).where(or_(Event.message_id == event_ref,
+                                         Event.id == (int(event_ref) if event_ref.isdigit()
+                                                      else -1)))
+        q = q.where(Track.id.in_(select(TrackItem.track_id).where(TrackItem.event_id.in_(ids))))
+    if destination:
+        q = q.where(Track.destination == destination)
+    for t in db.session.execute(q).scalars():
+        item = {"id": t.id, "time": iso(t.created_at), "destination": t.destination,
+                "connector": t.connector, "eventId": t.incoming_id, "deliveryId": t.delivery_id,
+                "attempt": t.attempt, "outcome": t.outcome, "method": t.method, "url": t.url,
+                "status": t.status, "error": t.error_message, "durationMs": t.duration_ms}
+        if as_json:
+            item.update(requestHeaders=t.request_headers, requestBody=t.request_body,
+                        responseHeaders=t.response_headers, responseBody=t.response_body,
+                        errorClass=t.error_class)
+            click.echo(dumps(item))
+            continue
+        click.echo(f"{item['time']}  {t.destination:<12} #{t.attempt} {t.outcome:<9} "
+                   f"{t.status or '-':<4} {t.duration_ms or 0:7.1f} ms  {t.method} {t.url}"
+                   + (f"  {t.error_class}: {t.error_message}" if t.error_class else ""))
+        if bodies:
+            click.echo(f"    > {t.request_body}")
+            click.echo(f"    < {t.response_body}")
+
+
+# --- replay ------------------------------------------------------------------------------------
+
+
+def _event_ids(values):
+    out = []
+    for v in values:
+        if v.startswith("@"):
+            try:
+                out.extend(line.strip() for line in Path(v[1:]).read_text().splitlines()
+                           if line.strip())
+            except OSError as exc:
+                raise click.BadParameter(f"cannot read {v[1:]}: {exc.strerror}") from None
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+@click.command()
+@click.option("--destination", "destinations", multiple=True, help="Repeatable.")
+@click.option("--since", callback=parse_time, help="Event time from (ISO or 7d/12h).")
+@click.option("--until", callback=parse_time, help="Event time before (ISO or 7d/12h).")
+@click.option("--event", "events", multiple=True,
+              help="A messageId (repeatable), or @FILE with one per line.")
+@click.option("--status", "statuses", multiple=True, default=["failed"], show_default=True,
+              type=click.Choice(["failed", "skipped", "pending"]))
+@click.option("--error", default=None, help="Substring of the error, or a platform code.")
+@click.option("--source", "sources", multiple=True)
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
+@click.option("--force", is_flag=True, help="Also re-send deliveries that succeeded.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation with --force.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON summary for scripts.")
+@with_appcontext
+def replay(destinations, since, until, events, statuses, error, sources, dry_run, force,
+           yes, as_json):
+    """Re-send failed deliveries with each event's original time and id."""
+    from sst.delivery import replay as rp
+    from sst.delivery.worker import make_enqueuer
+    from sst.jsonutil import dumps
+
+    state = app_state()
+    unknown = [d for d in destinations if d not in state.destinations]
+    if unknown:
+        raise click.BadParameter(f"unknown destination {unknown[0]!r}; known: "
+                                 f"{', '.join(sorted(state.destinations)) or '(none)'}",
+                                 param_hint="--destination")
+    filters = rp.ReplayFilters(destinations=destinations, since=since, until=until,
+                               events=_event_ids(events), statuses=tuple(statuses),
+                               error=error, sources=sources, force=force)
+    if force and not dry_run and not yes:
+        click.confirm("--force re-sends deliveries that already succeeded; the platforms "
+                      "dedupe on the event id only within their window. Go on?", abort=True)
+    with failures_exit("replay"):  # its own failure: database or Redis down
+        total = rp.count_matches(state, filters)
+        enqueue = None if dry_run or not state.redis_url else make_enqueuer(
+            state, rq_connection(state))
+        if sys.stdout.isatty() and not as_json and total:
+            with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
+                summary = rp.run_replay(state, filters, enqueue=enqueue, dry_run=dry_run,
+                                        progress=bar.update)
+        else:
+            summary = rp.run_replay(state, filters, enqueue=enqueue, dry_run=dry_run)
+    doc = {**summary.as_dict(), "dryRun": dry_run}
+    if dry_run:
+        doc["wouldSend"] = summary.would_send
+    if as_json:
+        click.echo(dumps(doc))
+        return
+    verb = "would enqueue" if dry_run else "enqueued"
+    click.echo(f"matched {summary.matched}, {verb} "
+               f"{sum(summary.by_destination.values()) if dry_run else summary.enqueued}")
+    for name, n in sorted(summary.by_destination.items()):
+        click.echo(f"  {name:<16} {n}")
+    for reason, n in sorted(summary.skipped.items()):
+        click.echo(f"  skipped: {reason}: {n}")
+    if dry_run:
+        for item in summary.would_send[:20]:
+            click.echo(f"  would send {item['messageId']} to {item['destination']} "
+                       f"(event time {item['eventTime']}; last error: {item['lastError']})")
+
+
+# --- destinations ------------------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def destination():
+    """Pause, resume and list destinations."""
+
+
+def _set_paused(name, paused):
+    from sqlalchemy import insert, update
+
+    from sst.clock import to_db, utcnow
+    from sst.models import DestinationControl
+
+    state = app_state()
+    if name not in state.destinations:
+        raise click.BadParameter(f"unknown destination {name!r}", param_hint="NAME")
+    t = DestinationControl.__table__
+    now = to_db(utcnow())
+    with state.engine.begin() as conn:
+        res = conn.execute(update(t).where(t.c.name == name).values(paused=paused,
+                                                                     updated_at=now))
+        if res.rowcount == 0:
+            conn.execute(insert(t), {"name": name, "paused": paused, "updated_at": now})
+
+
+@destination.command("pause")
+@click.argument("name")
+@with_appcontext
+def destination_pause(name):
+    """Hold a destination's deliveries pending (nothing fails) until resume."""
+    _set_paused(name, True)
+    click.echo(f"{name}: paused")
+
+
+@destination.command("resume")
+@click.argument("name")
+@with_appcontext
+def destination_resume(name):
+    """Send a paused destination's deliveries again."""
+    _set_paused(name, False)
+    click.echo(f"{name}: resumed")
+
+
+@destination.command("list")
+@with_appcontext
+def destination_list():
+    """Configured destinations, their connector and whether they are paused."""
+    from sst.connectors.base import mask_settings
+    from sst.delivery.outbox import paused_destinations
+
+    state = app_state()
+    with state.engine.connect() as conn:
+        paused = paused_destinations(conn)
+    for name, dest in sorted(state.destinations.items()):
+        settings = mask_settings(dest.connector_cls.settings_schema, dest.settings)
+        shown = {k: v for k, v in settings.items() if k not in ("name", "connector", "events")}
+        click.echo(f"{name:<16} {dest.connector:<18} {'paused' if name in paused else 'active'}"
+                   f"  events={dest.events}  {shown}")
+
+
+# --- RQ queues ---------------------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def queue():
+    """RQ queues: stats, failed jobs, requeue, empty."""
+
+
+@queue.command("stats")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def queue_stats_cmd(as_json):
+    """Depth and registries per queue, workers, and the delivery backlog."""
+    from rq import Worker
+
+    from sst.delivery.worker import QUEUE
+    from sst.jsonutil import dumps
+    from sst.ops.status import delivery_backlog, queue_stats
+
+    state = app_state()
+    conn = rq_connection(state)
+    with failures_exit("queue stats"):
+        doc = {"queues": queue_stats(conn, [QUEUE]),
+               "workers": [{"name": w.name, "state": w.get_state(), "queues": w.queue_names()}
+                           for w in Worker.all(connection=conn)],
+               "deliveries": delivery_backlog(state)}
+    if as_json:
+        click.echo(dumps(doc))
+        return
+    for q in doc["queues"]:
+        click.echo(f"{q['queue']}: queued {q['queued']}, started {q['started']}, scheduled "
+                   f"{q['scheduled']}, deferred {q['deferred']}, failed {q['failed']}")
+    click.echo(f"workers: {len(doc['workers'])}")
+    for w in doc["workers"]:
+        click.echo(f"  {w['name']} {w['state']} {','.join(w['queues'])}")
+    age = doc["deliveries"]["oldest_pending_age_s"]
+    click.echo(f"deliveries: {doc['deliveries']['states']}; oldest waiting "
+               f"{'-' if age is None else f'{age:.0f} s'}")
+
+
+@queue.command("failed")
+@click.option("-n", "--limit", default=50, show_default=True)
+@with_appcontext
+def queue_failed(limit):
+    """Jobs that crashed (RQ's failed registry), with their error."""
+    from rq import Queue
+    from rq.job import Job
+    from rq.registry import FailedJobRegistry
+
+    from sst.delivery.worker import QUEUE
+
+    conn = rq_connection(app_state())
+    registry = FailedJobRegistry(queue=Queue(QUEUE, connection=conn))
+    ids = registry.get_job_ids()[:limit]
+    for job in Job.fetch_many(ids, connection=conn):
+        if job is None:
+            continue
+        exc = (job.latest_result().exc_string if job.latest_result() else "") or ""
+        last = exc.strip().splitlines()[-1] if exc.strip() else "?"
+        click.echo(f"{job.id}  {job.description}  {last}")
+    click.echo(f"{registry.count} failed job(s); failed deliveries: sst replay --dry-run")
+
+
+@queue.command("requeue")
+@click.option("--all", "all_", is_flag=True)
+@click.argument("job_ids", nargs=-1)
+@with_appcontext
+def queue_requeue(all_, job_ids):
+    """Put failed jobs back on their queue."""
+    from rq import Queue
+    from rq.registry import FailedJobRegistry
+
+    from sst.delivery.worker import QUEUE
+
+    if not all_ and not job_ids:
+        raise click.UsageError("give job ids or --all")
+    conn = rq_connection(app_state())
+    registry = FailedJobRegistry(queue=Queue(QUEUE, connection=conn))
+    ids = registry.get_job_ids() if all_ else list(job_ids)
+    done = 0
+    for job_id in ids:
+        try:
+            registry.requeue(job_id)
+            done += 1
+        except Exception as exc:
+            click.echo(f"{job_id}: {exc}", err=True)
+    click.echo(f"requeued {done} job(s)")
+
+
+@queue.command("empty")
+@click.argument("name")
+@click.option("--yes", is_flag=True)
+@with_appcontext
+def queue_empty(name, yes):
+    """Drop every job waiting in a queue. Deliveries are not lost: `sst sweep` puts
+    their rows back to pending (pause a destination to stop sending)."""
+    from rq import Queue
+
+    conn = rq_connection(app_state())
+    if not yes:
+        click.confirm(f"Empty queue {name!r}?", abort=True)
+    n = Queue(name, connection=conn).empty()
+    click.echo(f"removed {n} job(s) from {name}")
