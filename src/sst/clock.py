@@ -75,10 +75,14 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def parse_relative(value: str, now: datetime | None = None) -> datetime:
-    """'7d', '12h', '30m' before now, or an ISO date/date-time."""
+    """'7d', '12h', '30m' before now, or an ISO date/date-time: every --since/--until option
+    and /admin's window parameters. A ValueError's text says what is accepted."""
     now = now or utcnow()
     text = value.strip()
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     if len(text) >= 2 and text[-1] in units and text[:-1].isdigit():
         return now - timedelta(**{units[text[-1]]: int(text[:-1])})
-    return parse_time(text)
+    try:
+        return parse_time(text)
+    except (ValueError, TypeError):
+        raise ValueError(f"{value!r} is not '7d', '12h', '30m' or an ISO date") from None

@@ -11,20 +11,21 @@ from typing import NoReturn
 import click
 from flask import current_app
 
+from sst.config import phone_region
+from sst.extensions import state as current_state
+
 # Exit codes: 1 when the command ran and failed (database or Redis down, nothing found);
 # 2 when it cannot run as set up or asked (bad config, missing setting), Click's usage code.
 FAILED = 1
 SETUP = 2
 
 
-def app_state():
-    """The running app's SstState (engine, redis URL, sources, destinations)."""
-    return current_app.extensions["sst"]
+app_state = current_state  # the running app's SstState (sst.extensions.state)
 
 
 def default_region() -> str:
-    """The region national phone numbers are read in: [identity] default_region, else US."""
-    return (current_app.config.get("IDENTITY") or {}).get("default_region") or "US"
+    """The region national phone numbers are read in (sst.config.phone_region)."""
+    return phone_region(current_app.config)
 
 
 def fail(message: str, code: int = FAILED) -> NoReturn:
@@ -52,8 +53,8 @@ def parse_time(ctx, param, value):
         return None
     try:
         return parse_relative(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not '7d', '12h', '30m' or an ISO date") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def rq_connection(state):

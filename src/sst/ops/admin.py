@@ -127,8 +127,8 @@ def _window_arg(name, default):
         return None, None
     try:
         return parse_relative(value), None
-    except ValueError:
-        return None, f"{name}: {value!r} is not '7d', '12h', '30m' or an ISO date"
+    except ValueError as exc:
+        return None, f"{name}: {exc}"
 
 
 @bp.route("/", methods=METHODS)
