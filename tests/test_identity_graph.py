@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from conftest import ORIGIN, SERVER_KEY, WRITE_KEY
-from otp_support import codes, cookie_id, otp_apps
 from sst.delivery.event_data import build_event_data
 from sst.extensions import db
 from sst.identity import people
 from sst.identity.crypto import phone_lookup_key
 from sst.models import Event, Link
+from support.apps import ORIGIN, SERVER_KEY, WRITE_KEY
+from support.otp import codes, cookie_id, otp_apps
 
 BASE = "https://t.example.com"
 BROWSER = {"Origin": ORIGIN}
