@@ -1,5 +1,5 @@
 """The identity graph on MariaDB: devices joined to a verified person by the OTP API or by an
-identify call carrying the person's userId, and what enrich.build_event_data makes of them."""
+identify call carrying the person's userId, and what delivery.event_data.build_event_data makes of them."""
 
 from datetime import UTC, datetime, timedelta
 
