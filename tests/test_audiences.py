@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conftest import ORIGIN, SERVER_KEY, WRITE_KEY, _truncate_all, make_mysql_app
 from sst import audiences as aud
 from sst.cli.audiences import audience as audience_cmd
 from sst.errors import ConfigError
 from sst.extensions import db
 from sst.identity import people
+from support.apps import ORIGIN, SERVER_KEY, WRITE_KEY, make_mysql_app, truncate_all
 
 
 def sha(s):
@@ -179,7 +179,7 @@ def any_app(request, tmp_path):
         return
     mysql_url = request.getfixturevalue("mysql_url")
     app = make_mysql_app(mysql_url)
-    _truncate_all(app)
+    truncate_all(app)
     yield app
     with app.app_context():
         db.engine.dispose()

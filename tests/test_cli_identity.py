@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conftest import ORIGIN, WRITE_KEY
-from otp_support import codes, cookie_id, otp_apps
 from sst.cli import main as sst_cli
+from support.apps import ORIGIN, WRITE_KEY
+from support.otp import codes, cookie_id, otp_apps
 
 BASE = "https://t.example.com"
 BROWSER = {"Origin": ORIGIN}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from conftest import MYSQL_SERVER_URL, SERVER_KEY, base_config, make_mysql_app
 from sst import create_app
 from sst.cli import main
+from support.apps import MYSQL_SERVER_URL, SERVER_KEY, base_config, make_mysql_app
 
 SST = str(Path(sys.executable).with_name("sst"))
 
@@ -92,9 +92,9 @@ def test_a_bad_config_exits_with_the_message(tmp_path):
 @pytest.fixture
 def app_with_events(mysql_url, redis_url):
     app = make_mysql_app(mysql_url, redis_url)
-    from conftest import _truncate_all
+    from support.apps import truncate_all
 
-    _truncate_all(app)
+    truncate_all(app)
     client = app.test_client()
     for i, name in enumerate(["First", "Second", "Third"]):
         r = client.post("/v1/track", json={"event": name, "userId": f"u{i}", "messageId": f"m-{i}",

@@ -2,10 +2,10 @@
 
 import pytest
 
-from conftest import SOURCES, base_config
 from sst import create_app
 from sst.config import DEV_SECRET_KEY, build_sources, load_toml
 from sst.errors import ConfigError
+from support.apps import SOURCES, base_config
 
 GOOD = """\
 [server]

@@ -1,37 +1,63 @@
 """GA4 Measurement Protocol: client_id from _ga, per-visitor requests, names, debug mode."""
 
 import json
+import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 
-from sst import connectors
-from sst.connectors.base import EventData
 from sst.connectors.ga4 import client_id_from_ga, event_name
+from support.connectors import (
+    ConnectorHarness,
+    Platform,
+    connector_factory,
+    event_factory,
+    harness_connector,
+    run,
+)
 
 T = datetime(2026, 3, 1, 12, 0, 5, 123456, tzinfo=UTC)
 
 
-def conn(**extra):
-    raw = {"name": "ga", "connector": "ga4", "measurement_id": "G-ABC123",
-           "api_secret": "ga-secret", **extra}
-    return connectors.get("ga4")(connectors.validate_destination(raw), requests.Session())
+conn = connector_factory("ga4", measurement_id="G-ABC123", api_secret="ga-secret")
+ev = event_factory(
+    message_id="m-1", type="track", event="Order Completed",
+    platform_event="Order Completed", event_time=T,
+    properties={"order_id": "T-1", "revenue": 30.03, "currency": "usd",
+                "session_id": 1700000000, "engagement_time_msec": 100,
+                "products": [{"product_id": "SKU_1", "name": "Tee", "price": 10.01,
+                              "quantity": 3, "category": "Apparel"}]},
+    anonymous_id="anon-1", user_id="U-1", page_url="https://shop.example/done",
+    referrer="https://shop.example/cart",
+    cookies={"_ga": "GA1.1.1234567890.1700000000"},
+)
+
+GA4 = Platform(
+    name="ga4",
+    settings={"measurement_id": "G-TEST123", "api_secret": "ga4-api-secret"},
+    api_url=re.compile(r"https://www\.google-analytics\.com/mp/collect.*"),
+    success=(204, None),
+    max_event_age=timedelta(hours=72),
+)
 
 
-def ev(**kw):
-    base = dict(message_id="m-1", type="track", event="Order Completed",
-                platform_event="Order Completed", event_time=T,
-                properties={"order_id": "T-1", "revenue": 30.03, "currency": "usd",
-                            "session_id": 1700000000, "engagement_time_msec": 100,
-                            "products": [{"product_id": "SKU_1", "name": "Tee", "price": 10.01,
-                                          "quantity": 3, "category": "Apparel"}]},
-                anonymous_id="anon-1", user_id="U-1", page_url="https://shop.example/done",
-                referrer="https://shop.example/cart",
-                cookies={"_ga": "GA1.1.1234567890.1700000000"})
-    base.update(kw)
-    return EventData(**base)
+class TestGa4Harness(ConnectorHarness):
+    platform = GA4
+
+
+def test_validation_messages_are_permanent():
+    """GA4 answers every hit with 2xx; only the debug endpoint (validate=True) says what is
+    wrong, and that is permanent."""
+    body = {"validationMessages": [{"fieldPath": "events", "validationCode": "NAME_INVALID",
+                                    "description": "Event at index: [0] has invalid name."}]}
+    debug = replace(GA4, api_url=re.compile(
+        r"https://www\.google-analytics\.com/debug/mp/collect.*"))
+    res = run(debug, {"json": body}, conn=harness_connector(GA4, validate=True))
+    out = res.outcomes["msg-1"]
+    assert (out.kind, out.code) == ("permanent", "NAME_INVALID")
+    assert "invalid name" in out.error
 
 
 def test_exact_payload():

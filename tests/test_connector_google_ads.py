@@ -10,8 +10,17 @@ import pytest
 import requests
 import responses
 
-from sst import connectors
-from sst.connectors.base import ClickId, EventData
+from sst.connectors.base import ClickId
+from support.connectors import (
+    ERROR_BODY_FIELDS,
+    ConnectorHarness,
+    Platform,
+    check_error_body,
+    connector_factory,
+    error_body_ids,
+    event_factory,
+    rpc_error,
+)
 
 T = datetime(2026, 3, 1, 12, 0, 5, 250000, tzinfo=UTC)
 URL = "https://datamanager.googleapis.com/v1/events:ingest"
@@ -24,23 +33,45 @@ def sha(s):
     return hashlib.sha256(s.encode()).hexdigest()
 
 
-def conn(**extra):
-    raw = {"name": "gads", "connector": "google_ads", "customer_id": "123-456-7890",
-           "login_customer_id": "111-222-3333", "client_id": "cid", "client_secret": "csecret",
-           "refresh_token": "1//rtoken", **extra}
-    return connectors.get("google_ads")(connectors.validate_destination(raw), requests.Session())
+conn = connector_factory("google_ads", customer_id="123-456-7890",
+                         login_customer_id="111-222-3333", client_id="cid",
+                         client_secret="csecret", refresh_token="1//rtoken")
+ev = event_factory(
+    message_id="m-1", type="track", event="Order Completed", platform_event="555001",
+    event_time=T, properties={"order_id": "o-1", "revenue": 42, "currency": "eur"},
+    click_ids={"gclid": ClickId("Cj0KCQ-gclid", T - timedelta(days=2)),
+               "wbraid": ClickId("wb-1", T)},
+    email="Cloudy.SanFrancisco+shopping@gmail.com", phone="+18005550100",
+)
+
+HARNESS_TOKEN_URL = "https://oauth.test/token"
+GOOGLE_ADS = Platform(
+    name="google_ads",
+    settings={"customer_id": "123-456-7890", "client_id": "cid.apps.example",
+              "client_secret": "gcs-secret", "refresh_token": "1//refresh-secret",
+              "token_url": HARNESS_TOKEN_URL},
+    api_url=URL,
+    success=(200, {"requestId": "req-1"}),
+    platform_event="987654",
+    token_url=HARNESS_TOKEN_URL,
+)
 
 
-def ev(**kw):
-    base = dict(
-        message_id="m-1", type="track", event="Order Completed", platform_event="555001",
-        event_time=T, properties={"order_id": "o-1", "revenue": 42, "currency": "eur"},
-        click_ids={"gclid": ClickId("Cj0KCQ-gclid", T - timedelta(days=2)),
-                   "wbraid": ClickId("wb-1", T)},
-        email="Cloudy.SanFrancisco+shopping@gmail.com", phone="+18005550100",
-    )
-    base.update(kw)
-    return EventData(**base)
+class TestGoogleAdsHarness(ConnectorHarness):
+    platform = GOOGLE_ADS
+
+
+ERROR_BODIES = [
+    (400, rpc_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                    "events.events[0].ad_identifiers.gclid"), "permanent", "INVALID_ARGUMENT"),
+    (429, rpc_error(429, "RESOURCE_EXHAUSTED"), "retryable", "RESOURCE_EXHAUSTED"),
+    (503, rpc_error(503, "UNAVAILABLE"), "retryable", "UNAVAILABLE"),
+]
+
+
+@pytest.mark.parametrize(ERROR_BODY_FIELDS, ERROR_BODIES, ids=error_body_ids(ERROR_BODIES))
+def test_error_body(status, body, kind, code):
+    check_error_body(GOOGLE_ADS, status, body, kind, code)
 
 
 def test_exact_payload():

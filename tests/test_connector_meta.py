@@ -2,15 +2,23 @@
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 import responses
 
-from sst import connectors
 from sst.connectors.base import ClickId, EventData
+from support.connectors import (
+    ERROR_BODY_FIELDS,
+    ConnectorHarness,
+    Platform,
+    check_error_body,
+    connector_factory,
+    error_body_ids,
+    event_factory,
+)
 
 T = datetime(2026, 3, 1, 12, 0, 5, 987654, tzinfo=UTC)  # .987 s must floor, not round
 CLICK = datetime(2026, 2, 28, 9, 30, 0, 123456, tzinfo=UTC)
@@ -20,32 +28,67 @@ def sha(s):
     return hashlib.sha256(s.encode()).hexdigest()
 
 
-def conn(**extra):
-    raw = {"name": "fb", "connector": "meta", "pixel_id": "1234567890",
-           "access_token": "EAAB-secret", **extra}
-    return connectors.get("meta")(connectors.validate_destination(raw), requests.Session())
+conn = connector_factory("meta", pixel_id="1234567890", access_token="EAAB-secret")
+ev = event_factory(
+    message_id="m-1", type="track", event="Order Completed", platform_event="Purchase",
+    event_time=T,
+    properties={"order_id": "50314b8e", "total": 27.5, "revenue": 25.0, "currency": "usd",
+                "products": [{"product_id": "507f1f77", "sku": "45790-32", "price": 19,
+                              "quantity": 1},
+                             {"sku": "46493-32", "price": 3, "quantity": 2}]},
+    traits={"firstName": "Mary", "lastName": "O'Brien",
+            "address": {"city": "New York", "state": "New York", "postalCode": "10001-1234",
+                        "country": "United States"}},
+    user_id="USER-42", ip="203.0.113.7", user_agent="Mozilla/5.0",
+    page_url="https://shop.example/thanks", referrer="https://shop.example/cart",
+    click_ids={"fbclid": ClickId("IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRx",
+                                 CLICK)},
+    cookies={"_fbp": "fb.1.1596403881668.1116446470"},
+    phone="+16505551212", email=" Mary.OBrien@Example.com",
+)
+
+META = Platform(
+    name="meta",
+    settings={"pixel_id": "1234567890", "access_token": "EAAB-meta-secret/+=="},
+    api_url=re.compile(r"https://graph\.facebook\.com/v[\d.]+/1234567890/events.*"),
+    success=(200, {"events_received": 1, "messages": [], "fbtrace_id": "AbC"}),
+    max_event_age=timedelta(days=7),
+)
 
 
-def ev(**kw):
-    base = dict(
-        message_id="m-1", type="track", event="Order Completed", platform_event="Purchase",
-        event_time=T,
-        properties={"order_id": "50314b8e", "total": 27.5, "revenue": 25.0, "currency": "usd",
-                    "products": [{"product_id": "507f1f77", "sku": "45790-32", "price": 19,
-                                  "quantity": 1},
-                                 {"sku": "46493-32", "price": 3, "quantity": 2}]},
-        traits={"firstName": "Mary", "lastName": "O'Brien",
-                "address": {"city": "New York", "state": "New York", "postalCode": "10001-1234",
-                            "country": "United States"}},
-        user_id="USER-42", ip="203.0.113.7", user_agent="Mozilla/5.0",
-        page_url="https://shop.example/thanks", referrer="https://shop.example/cart",
-        click_ids={"fbclid": ClickId("IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRx",
-                                     CLICK)},
-        cookies={"_fbp": "fb.1.1596403881668.1116446470"},
-        phone="+16505551212", email=" Mary.OBrien@Example.com",
-    )
-    base.update(kw)
-    return EventData(**base)
+class TestMetaHarness(ConnectorHarness):
+    platform = META
+
+
+def graph_error(code, sub=None, transient=False, msg="Invalid parameter"):
+    """A Graph API error body (code, optional subcode, is_transient)."""
+    err = {"message": msg, "type": "OAuthException", "code": code, "is_transient": transient,
+           "fbtrace_id": "A1"}
+    if sub:
+        err["error_subcode"] = sub
+        err["error_user_title"] = "Event Timestamp Too Old"
+    return {"error": err}
+
+
+ERROR_BODIES = [
+    (400, graph_error(100, 2804003), "permanent", "100/2804003"),
+    (500, graph_error(2, transient=True, msg="Service temporarily unavailable"),
+     "retryable", "2"),
+    (400, graph_error(1, msg="An unknown error occurred"), "retryable", "1"),
+    (400, graph_error(4, msg="Application request limit reached"), "retryable", "4"),
+    (400, graph_error(17), "retryable", "17"),
+    (400, graph_error(80003), "retryable", "80003"),
+    (400, graph_error(999, transient=True), "retryable", "999"),
+    (400, graph_error(190, msg="Error validating access token"), "permanent", "190"),
+    (400, graph_error(10), "permanent", "10"),
+    (403, graph_error(200), "permanent", "200"),
+    (400, graph_error(100, 33), "permanent", "100/33"),
+]
+
+
+@pytest.mark.parametrize(ERROR_BODY_FIELDS, ERROR_BODIES, ids=error_body_ids(ERROR_BODIES))
+def test_error_body(status, body, kind, code):
+    check_error_body(META, status, body, kind, code)
 
 
 def test_exact_payload():

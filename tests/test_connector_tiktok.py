@@ -4,11 +4,19 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
-import requests
+import pytest
 import responses
 
-from sst import connectors
-from sst.connectors.base import ClickId, EventData
+from sst.connectors.base import ClickId
+from support.connectors import (
+    ERROR_BODY_FIELDS,
+    ConnectorHarness,
+    Platform,
+    check_error_body,
+    connector_factory,
+    error_body_ids,
+    event_factory,
+)
 
 T = datetime(2026, 3, 1, 12, 0, 5, 900000, tzinfo=UTC)
 URL = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
@@ -18,26 +26,46 @@ def sha(s):
     return hashlib.sha256(s.encode()).hexdigest()
 
 
-def conn(**extra):
-    raw = {"name": "tt", "connector": "tiktok", "pixel_code": "C4PIXEL",
-           "access_token": "tt-secret", **extra}
-    return connectors.get("tiktok")(connectors.validate_destination(raw), requests.Session())
+conn = connector_factory("tiktok", pixel_code="C4PIXEL", access_token="tt-secret")
+ev = event_factory(
+    message_id="m-1", type="track", event="Order Completed", platform_event="Purchase",
+    event_time=T,
+    properties={"order_id": "o-9", "revenue": 100, "currency": "usd",
+                "products": [{"product_id": "1077218", "name": "shirt", "price": 8,
+                              "quantity": 2}]},
+    user_id="User-7", ip="203.0.113.7", user_agent="Mozilla/5.0",
+    page_url="https://shop.example/thanks", referrer="https://shop.example/cart",
+    click_ids={"ttclid": ClickId("E.C.P.abc123", T - timedelta(hours=2))},
+    cookies={"_ttp": "2Xy-ttp-cookie"}, phone="+16505551212", email="Person@Example.com",
+)
+
+TIKTOK = Platform(
+    name="tiktok",
+    settings={"pixel_code": "CPIXEL123", "access_token": "tt-secret-token"},
+    api_url=URL,
+    success=(200, {"code": 0, "message": "OK", "request_id": "r1", "data": {}}),
+    max_event_age=timedelta(days=7),
+)
 
 
-def ev(**kw):
-    base = dict(
-        message_id="m-1", type="track", event="Order Completed", platform_event="Purchase",
-        event_time=T,
-        properties={"order_id": "o-9", "revenue": 100, "currency": "usd",
-                    "products": [{"product_id": "1077218", "name": "shirt", "price": 8,
-                                  "quantity": 2}]},
-        user_id="User-7", ip="203.0.113.7", user_agent="Mozilla/5.0",
-        page_url="https://shop.example/thanks", referrer="https://shop.example/cart",
-        click_ids={"ttclid": ClickId("E.C.P.abc123", T - timedelta(hours=2))},
-        cookies={"_ttp": "2Xy-ttp-cookie"}, phone="+16505551212", email="Person@Example.com",
-    )
-    base.update(kw)
-    return EventData(**base)
+class TestTikTokHarness(ConnectorHarness):
+    platform = TIKTOK
+
+
+# TikTok answers HTTP 200 with its own code in the body.
+ERROR_BODIES = [
+    (200, {"code": 40100, "message": "Too many requests"}, "retryable", "40100"),
+    (200, {"code": 40700, "message": "Internal"}, "retryable", "40700"),
+    (200, {"code": 40001, "message": "No permission"}, "permanent", "40001"),
+    (200, {"code": 40002, "message": "Invalid parameter"}, "permanent", "40002"),
+    (200, {"code": 51000, "message": "System error"}, "retryable", "51000"),
+    (200, {"code": 20001, "message": "Partial success"}, "success", "20001"),
+]
+
+
+@pytest.mark.parametrize(ERROR_BODY_FIELDS, ERROR_BODIES, ids=error_body_ids(ERROR_BODIES))
+def test_error_body(status, body, kind, code):
+    check_error_body(TIKTOK, status, body, kind, code)
 
 
 def test_exact_payload():

@@ -12,6 +12,16 @@ import responses
 
 from sst import __version__, connectors
 from sst.connectors.base import EventData
+from support.connectors import (
+    ERROR_BODY_FIELDS,
+    ConnectorHarness,
+    Platform,
+    check_error_body,
+    connector_factory,
+    error_body_ids,
+    harness_connector,
+    run,
+)
 
 URL = "https://hooks.example/sst"
 MESSAGE = {"type": "track", "event": "Order Completed", "messageId": "m-1",
@@ -19,15 +29,52 @@ MESSAGE = {"type": "track", "event": "Order Completed", "messageId": "m-1",
            "context": {"ip": "203.0.113.7", "clickIds": {"gclid": "Cj0"}}}
 
 
-def conn(**extra):
-    raw = {"name": "hook", "connector": "webhook", "url": URL, "secret": "whsec", **extra}
-    return connectors.get("webhook")(connectors.validate_destination(raw), requests.Session())
+conn = connector_factory("webhook", url=URL, secret="whsec")
 
 
 def ev():
     return EventData(message_id="m-1", type="track", event="Order Completed",
                      platform_event="Order Completed", event_time=datetime.now(UTC),
                      message=MESSAGE)
+
+
+WEBHOOK = Platform(
+    name="webhook",
+    settings={"url": "https://hooks.test/sst", "secret": "whsec-secret"},
+    api_url="https://hooks.test/sst",
+    success=(200, {"ok": True}),
+)
+
+
+class TestWebhookHarness(ConnectorHarness):
+    platform = WEBHOOK
+
+
+ERROR_BODIES = [
+    (408, {}, "retryable", "HTTP 408"),
+    (404, {}, "permanent", "HTTP 404"),
+    (302, {}, "permanent", "HTTP 302"),
+]
+
+
+@pytest.mark.parametrize(ERROR_BODY_FIELDS, ERROR_BODIES, ids=error_body_ids(ERROR_BODIES))
+def test_error_body(status, body, kind, code):
+    check_error_body(WEBHOOK, status, body, kind, code)
+
+
+def test_timeout_setting_is_passed_to_requests():
+    conn = harness_connector(WEBHOOK, timeout=2.5)
+    seen = {}
+
+    class Session(requests.Session):
+        def request(self, *a, **kw):
+            seen.update(kw)
+            raise requests.exceptions.ConnectTimeout("t")
+
+    conn.session = Session()
+    res = run(WEBHOOK, None, conn=conn)
+    assert seen["timeout"] == 2.5
+    assert res.outcomes["msg-1"].kind == "retryable"
 
 
 def test_signature_verifies_with_hmac():

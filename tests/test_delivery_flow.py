@@ -5,18 +5,18 @@ import hmac
 
 from sqlalchemy import select
 
-from conftest import SERVER_KEY, _truncate_all, make_mysql_app
 from sst.delivery.worker import run_worker
 from sst.extensions import db
 from sst.models import Delivery, Track
-from stub_platform import Reply, StubPlatform
+from support.apps import SERVER_KEY, make_mysql_app, truncate_all
+from support.stub_platform import Reply, StubPlatform
 
 
 def _app(mysql_url, redis_url, stub_url, **dest):
     webhook = {"name": "hook", "connector": "webhook", "url": stub_url + "/hook",
                "secret": "s3cret", "events": {"*": "*"}, "retry_backoff": 0, **dest}
     app = make_mysql_app(mysql_url, redis_url, DESTINATIONS=[webhook])
-    _truncate_all(app)
+    truncate_all(app)
     return app
 
 

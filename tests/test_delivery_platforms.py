@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from delivery_support import (
+from sst.delivery.worker import run_worker
+from support.delivery import (
     deliveries,
     meta_dest,
     mysql_app,
@@ -14,8 +15,7 @@ from delivery_support import (
     track,
     tracks,
 )
-from sst.delivery.worker import run_worker
-from stub_platform import Reply, StubPlatform
+from support.stub_platform import Reply, StubPlatform
 
 META_OK = Reply(200, {"events_received": 1, "messages": [], "fbtrace_id": "AbC"})
 TIKTOK_OK = Reply(200, {"code": 0, "message": "OK", "request_id": "r-1"})

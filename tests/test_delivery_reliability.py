@@ -10,7 +10,14 @@ import pytest
 import redis
 from rq import Queue
 
-from delivery_support import (
+from sst.cli import main as sst_cli
+from sst.connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, Outcome
+from sst.delivery import outbox as dispatch
+from sst.delivery import sender as delivery
+from sst.delivery import worker as jobs
+from sst.delivery.sender import RETRY_WINDOW, SEND_GROUP, next_state, retry_delay
+from sst.delivery.worker import run_worker
+from support.delivery import (
     batch,
     deliveries,
     kill_group,
@@ -26,14 +33,7 @@ from delivery_support import (
     webhook_dest,
     worker_env,
 )
-from sst.cli import main as sst_cli
-from sst.connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, Outcome
-from sst.delivery import outbox as dispatch
-from sst.delivery import sender as delivery
-from sst.delivery import worker as jobs
-from sst.delivery.sender import RETRY_WINDOW, SEND_GROUP, next_state, retry_delay
-from sst.delivery.worker import run_worker
-from stub_platform import Reply, StubPlatform
+from support.stub_platform import Reply, StubPlatform
 
 
 def _message_ids(stub):

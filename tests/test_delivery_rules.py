@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conftest import SERVER_KEY
-from delivery_support import (
+from sst.delivery.worker import run_worker
+from support.apps import SERVER_KEY
+from support.delivery import (
     BROWSER_UA,
     deliveries,
     iso,
@@ -17,8 +18,7 @@ from delivery_support import (
     tracks,
     webhook_dest,
 )
-from sst.delivery.worker import run_worker
-from stub_platform import Reply, StubPlatform
+from support.stub_platform import Reply, StubPlatform
 
 META_OK = Reply(200, {"events_received": 1})
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"

@@ -6,14 +6,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import SERVER_KEY, base_config
-from delivery_support import BROWSER_UA, webhook_dest
 from sst import create_app, migrate
 from sst.connectors.base import Connector
 from sst.delivery.sender import distinct_message_ids
 from sst.delivery.worker import run_inline
 from sst.extensions import db
-from stub_platform import StubPlatform
+from support.apps import SERVER_KEY, base_config
+from support.delivery import BROWSER_UA, webhook_dest
+from support.stub_platform import StubPlatform
 
 
 def test_rounds_never_repeat_a_message_id_and_keep_order():

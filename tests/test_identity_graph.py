@@ -1,18 +1,18 @@
 """The identity graph on MariaDB: devices joined to a verified person by the OTP API or by an
-identify call carrying the person's userId, and what enrich.build_event_data makes of them."""
+identify call carrying the person's userId, and what delivery.event_data.build_event_data makes of them."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from conftest import ORIGIN, SERVER_KEY, WRITE_KEY
-from otp_support import codes, cookie_id, otp_apps
 from sst.delivery.event_data import build_event_data
 from sst.extensions import db
 from sst.identity import people
 from sst.identity.crypto import phone_lookup_key
 from sst.models import Event, Link
+from support.apps import ORIGIN, SERVER_KEY, WRITE_KEY
+from support.otp import codes, cookie_id, otp_apps
 
 BASE = "https://t.example.com"
 BROWSER = {"Origin": ORIGIN}

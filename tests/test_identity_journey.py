@@ -7,11 +7,11 @@ import json
 
 from sqlalchemy import select
 
-from conftest import ORIGIN, WRITE_KEY, _truncate_all, make_mysql_app
 from sst.delivery.worker import run_worker
 from sst.extensions import db
 from sst.models import Delivery, Event, Person
-from stub_platform import Reply, StubPlatform
+from support.apps import ORIGIN, WRITE_KEY, make_mysql_app, truncate_all
+from support.stub_platform import Reply, StubPlatform
 
 PHONE = "+1 (650) 555-1234"
 BASE = "https://t.example.com"  # the cookie's domain is .example.com
@@ -38,7 +38,7 @@ def _app(mysql_url, redis_url, tmp_path, stub_url):
     app = make_mysql_app(mysql_url, redis_url, DESTINATIONS=dests,
                          IDENTITY={"otp_provider": "file", "otp_outbox": str(outbox),
                                    "conversion_event": "Phone Verified"})
-    _truncate_all(app)
+    truncate_all(app)
     return app, outbox
 
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from conftest import ORIGIN, SERVER_KEY, WRITE_KEY
 from sst.clock import from_db
 from sst.extensions import db
 from sst.models import ClickId, Event, Link, RejectedPayload, Visitor
+from support.apps import ORIGIN, SERVER_KEY, WRITE_KEY
 
 
 def rows(app, model, *where):

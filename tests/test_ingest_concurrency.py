@@ -5,9 +5,9 @@ import threading
 import requests
 from sqlalchemy import func, select
 
-from conftest import SERVER_KEY, live_server
 from sst.extensions import db
 from sst.models import ClickId, Event, Visitor
+from support.apps import SERVER_KEY, live_server
 
 THREADS = 16
 

@@ -7,12 +7,12 @@ import pytest
 from sqlalchemy import select
 from werkzeug.http import parse_cookie
 
-from conftest import ORIGIN, SERVER_KEY, WRITE_KEY, make_mysql_app
 from sst.cookies import CookieSigner
 from sst.extensions import db
 from sst.models import Event, Link
+from support.apps import ORIGIN, SERVER_KEY, WRITE_KEY, make_mysql_app
 
-SIGNER = CookieSigner("test-secret-key-0123456789")  # conftest's SECRET_KEY
+SIGNER = CookieSigner("test-secret-key-0123456789")  # base_config's SECRET_KEY
 MAX_AGE = 400 * 86400
 
 

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from conftest import ORIGIN, SERVER_KEY, WRITE_KEY, base_config, live_server, make_mysql_app
 from sst import create_app
 from sst.extensions import db
 from sst.models import Event, RejectedPayload
+from support.apps import ORIGIN, SERVER_KEY, WRITE_KEY, base_config, live_server, make_mysql_app
 
 CLOSED_DB = "mysql+pymysql://root@127.0.0.1:1/x"
 CLOSED_REDIS = "redis://127.0.0.1:1/0"

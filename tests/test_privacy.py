@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, insert, select
 
-from conftest import ORIGIN, SERVER_KEY, WRITE_KEY, _truncate_all, make_mysql_app
 from sst import privacy
 from sst.cli.privacy import forget as forget_cmd
 from sst.cli.privacy import purge as purge_cmd
@@ -16,7 +15,8 @@ from sst.delivery.worker import run_worker
 from sst.extensions import db
 from sst.identity import people
 from sst.models import Delivery, Event, Person, RejectedPayload, Track, TrackItem
-from stub_platform import Reply, StubPlatform
+from support.apps import ORIGIN, SERVER_KEY, WRITE_KEY, make_mysql_app, truncate_all
+from support.stub_platform import Reply, StubPlatform
 
 BASE = "https://t.example.com"
 PHONE = "+1 (650) 253-0000"
@@ -82,7 +82,7 @@ def test_forget_leaves_no_trace(mysql_url, redis_url, tmp_path):
                   "events": {"Order Completed": "Purchase", "$page": "PageView"}}]
         app = make_mysql_app(mysql_url, redis_url, DESTINATIONS=dests,
                              IDENTITY={"otp_provider": "file", "otp_outbox": str(outbox)})
-        _truncate_all(app)
+        truncate_all(app)
         laptop, phone = app.test_client(), app.test_client()
         h = {"Origin": ORIGIN}
         r = laptop.post(BASE + "/v1/page", headers=h, json={
@@ -291,7 +291,7 @@ def any_app(request):
         yield request.getfixturevalue("app")
         return
     app = make_mysql_app(request.getfixturevalue("mysql_url"))
-    _truncate_all(app)
+    truncate_all(app)
     yield app
     with app.app_context():
         db.engine.dispose()

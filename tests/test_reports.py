@@ -1,4 +1,4 @@
-"""Reports against the hand-made data set of reports_support.py, on MariaDB and on SQLite.
+"""Reports against the hand-made data set of support/reports.py, on MariaDB and on SQLite.
 
 Every expected figure below is worked out by hand from that module's tables; the comments
 say how.
@@ -10,12 +10,12 @@ import json
 
 import pytest
 
-import reports_support as fx
-from conftest import _truncate_all, make_mysql_app
 from sst import reports
 from sst.cli.reports import report
 from sst.extensions import db
 from sst.reports import Window
+from support import reports as fx
+from support.apps import make_mysql_app, truncate_all
 
 ALL = Window(fx.SINCE, fx.UNTIL)
 
@@ -24,7 +24,7 @@ ALL = Window(fx.SINCE, fx.UNTIL)
 def engine(request):
     if request.param == "mariadb":
         app = make_mysql_app(request.getfixturevalue("mysql_url"))
-        _truncate_all(app)
+        truncate_all(app)
     else:
         app = request.getfixturevalue("app")
     with app.app_context():
@@ -35,7 +35,7 @@ def engine(request):
 @pytest.fixture
 def mysql_app(mysql_url):
     app = make_mysql_app(mysql_url, CONVERSION_EVENTS=["Order Completed"])
-    _truncate_all(app)
+    truncate_all(app)
     with app.app_context():
         fx.load(db.engine)
     return app

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from twilio.http import HttpClient
 from twilio.http.response import Response
 
-from conftest import ORIGIN, WRITE_KEY
-from otp_support import otp_apps
 from sst.extensions import db
 from sst.models import Event, OtpCode, Person
+from support.apps import ORIGIN, WRITE_KEY
+from support.otp import otp_apps
 
 BASE = "https://t.example.com"
 BROWSER = {"Origin": ORIGIN}

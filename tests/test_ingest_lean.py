@@ -1,4 +1,5 @@
-"""The lean single-event insert (storage._store_single) writes what the transaction writes."""
+"""The lean single-event insert (ingest.store._store_single) writes what the transaction
+writes."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def _rows(app):
 
 
 def test_lean_insert_escapes_like_the_driver(mysql_app, caplog):
-    """The SQL text built by sqltext stores exactly what SQLAlchemy's parameters store."""
+    """The SQL text built by ingest.lean stores exactly what SQLAlchemy's parameters store."""
     engine = mysql_app.extensions["sst"].engine
     lean, tx = _nasty("same"), _nasty("same")
     tx.row["source"] = "other"

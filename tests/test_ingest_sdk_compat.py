@@ -7,10 +7,10 @@ from segment.analytics import Client
 from segment.analytics.request import APIError
 from sqlalchemy import select
 
-from conftest import SERVER_KEY, live_server
 from sst.clock import from_db
 from sst.extensions import db
 from sst.models import Event
+from support.apps import SERVER_KEY, live_server
 
 
 def events(app):

@@ -4,14 +4,14 @@ claim / send / record path as the RQ worker."""
 import pytest
 from sqlalchemy import select
 
-from conftest import SERVER_KEY, base_config
-from delivery_support import BROWSER_UA, webhook_dest
 from sst import create_app, migrate
 from sst.cli import main as sst_cli
 from sst.delivery.worker import run_inline, run_worker
 from sst.extensions import db
 from sst.models import Delivery, Track
-from stub_platform import Reply, StubPlatform
+from support.apps import SERVER_KEY, base_config
+from support.delivery import BROWSER_UA, webhook_dest
+from support.stub_platform import Reply, StubPlatform
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from conftest import SERVER_KEY, _truncate_all, make_mysql_app
 from sst.cli import main
 from sst.clock import iso, to_db, utcnow
 from sst.delivery.worker import run_worker
 from sst.extensions import db
 from sst.models import Delivery, Replay
-from stub_platform import Reply, StubPlatform
+from support.apps import SERVER_KEY, make_mysql_app, truncate_all
+from support.stub_platform import Reply, StubPlatform
 
 
 def _app(mysql_url, redis_url, stub_url):
@@ -20,7 +20,7 @@ def _app(mysql_url, redis_url, stub_url):
              {"name": "meta", "connector": "meta", "pixel_id": "1", "access_token": "t",
               "base_url": stub_url, "events": {"Old": "Purchase"}, "retry_max": 1}]
     app = make_mysql_app(mysql_url, redis_url, DESTINATIONS=dests)
-    _truncate_all(app)
+    truncate_all(app)
     return app
 
 

@@ -14,12 +14,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
-from conftest import WRITE_KEY, _truncate_all, base_config, make_mysql_app
 from sst import create_app, migrate
 from sst.clock import to_db, utcnow
 from sst.extensions import db
 from sst.ingest import counters
 from sst.models import Delivery, Track
+from support.apps import WRITE_KEY, base_config, make_mysql_app, truncate_all
 
 HOOK = {"name": "hook", "connector": "webhook", "url": "http://127.0.0.1:9/hook",
         "secret": "s3cret", "events": {"*": "*"}}
@@ -147,7 +147,7 @@ def dest_app(request, tmp_path):
         app = sqlite_app(tmp_path, DESTINATIONS=[HOOK])
     else:
         app = make_mysql_app(request.getfixturevalue("mysql_url"), DESTINATIONS=[HOOK])
-        _truncate_all(app)
+        truncate_all(app)
     yield app
     with app.app_context():
         db.engine.dispose()

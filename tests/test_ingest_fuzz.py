@@ -6,7 +6,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ORIGIN, SERVER_KEY, WRITE_KEY
+from support.apps import ORIGIN, SERVER_KEY, WRITE_KEY
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

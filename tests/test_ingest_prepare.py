@@ -1,4 +1,4 @@
-"""Message validation: messages.prepare() and the Segment message schema (pure, no app)."""
+"""Message validation: ingest.prepare.prepare() and the Segment message schema (pure, no app)."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -7,9 +7,9 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from conftest import ORIGIN, WRITE_KEY
 from sst.extensions import db
 from sst.models import Event, RejectedPayload, Visitor
+from support.apps import ORIGIN, WRITE_KEY
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 
@@ -157,8 +157,8 @@ def test_an_allowed_origin_on_the_pixel_is_stored(app, client):
 
 
 def test_the_pixel_answers_the_gif_when_the_database_is_down(tmp_path):
-    from conftest import base_config
     from sst import create_app
+    from support.apps import base_config
 
     down = create_app(base_config(DATABASE_URL="mysql+pymysql://root@127.0.0.1:1/x"))
     assert_gif(down.test_client().get(f"/v1/pixel/track?data={encode(MESSAGE)}"))

@@ -4,9 +4,9 @@ import base64
 
 import pytest
 
-import reports_support as fx
 from sst.extensions import db
 from sst.ops import admin
+from support import reports as fx
 
 TOKEN = "admin-token-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from conftest import SERVER_KEY, _truncate_all, make_mysql_app
 from sst.extensions import db
 from sst.models import Delivery, Track
+from support.apps import SERVER_KEY, make_mysql_app, truncate_all
 
 SST_BIN = Path(sys.executable).parent / "sst"
 BROWSER_UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -44,7 +44,7 @@ def webhook_dest(url, name="hook", **extra):
 def mysql_app(mysql_url, redis_url, *destinations, flush_redis=True):
     """A MariaDB + Redis app with these destinations, empty tables and an empty queue."""
     app = make_mysql_app(mysql_url, redis_url, DESTINATIONS=list(destinations))
-    _truncate_all(app)
+    truncate_all(app)
     if flush_redis:
         import redis
 

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from conftest import _truncate_all, make_mysql_app
 from sst.clock import to_db
 from sst.errors import ConfigError
 from sst.extensions import db
 from sst.models import AlertState, Delivery, DestinationControl
 from sst.ops.alerts import alert_settings, check_alerts, run_alerts
-from stub_platform import Reply, StubPlatform
+from support.apps import make_mysql_app, truncate_all
+from support.stub_platform import Reply, StubPlatform
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(seconds=900)
@@ -212,7 +212,7 @@ def _race(state, now, n=8) -> int:
 
 def test_racing_workers_post_once_on_mariadb(mysql_url, hook):
     app = make_mysql_app(mysql_url)
-    _truncate_all(app)
+    truncate_all(app)
     configure(app, hook.url)
     state = app.extensions["sst"]
     with app.app_context():

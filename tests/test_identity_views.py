@@ -16,13 +16,13 @@ from sqlalchemy import String, Text, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import JSON
 
-import otp_support
-from conftest import ORIGIN, SERVER_KEY, WRITE_KEY, make_mysql_app
-from otp_support import cookie_id, otp_apps
 from sst.extensions import db
 from sst.identity import people
 from sst.identity.people import DbCodeStore
 from sst.models import Event, Link, OtpCode, Person
+from support import otp
+from support.apps import ORIGIN, SERVER_KEY, WRITE_KEY, make_mysql_app
+from support.otp import cookie_id, otp_apps
 
 BASE = "https://t.example.com"  # the cookie's domain is .example.com
 BROWSER = {"Origin": ORIGIN}
@@ -50,7 +50,7 @@ def client(app):
 
 
 def codes(app, phone=E164):
-    return otp_support.codes(app, phone)
+    return otp.codes(app, phone)
 
 
 def send(client, phone=PHONE, headers=BROWSER, **extra):

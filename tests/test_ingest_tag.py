@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import base_config
 from sst import create_app
 from sst.ingest.tag import bp, render_example
+from support.apps import base_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = "wk_dev_examples_0123456789"

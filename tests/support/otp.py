@@ -15,9 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from conftest import _truncate_all, make_mysql_app
 from sst.extensions import db
 from sst.throttle import Throttle
+from support.apps import make_mysql_app, truncate_all
 
 
 def throttle_url(redis_url: str) -> str:
@@ -43,7 +43,7 @@ def otp_apps(mysql_url, redis_url, outbox=None, **defaults):
         app = make_mysql_app(mysql_url, redis_url, SECRET_KEY=secret, IDENTITY=cfg,
                              **(config or {}))
         app.extensions["sst"].throttle = Throttle(url, key_prefix=prefix)
-        _truncate_all(app)
+        truncate_all(app)
         apps.append(app)
         return app
 

@@ -1,16 +1,16 @@
 """Abuse limits of the OTP API on the real Redis (counters of each test's own, see
-otp_support): sends per phone, per IP and per country, and checks per phone and per IP."""
+support/otp.py): sends per phone, per IP and per country, and checks per phone and per IP."""
 
 import json
 
 import pytest
 from sqlalchemy import select
 
-import otp_support
-from conftest import ORIGIN, WRITE_KEY, _truncate_all, make_mysql_app
-from otp_support import otp_apps
 from sst.extensions import db
 from sst.models import Person
+from support import otp
+from support.apps import ORIGIN, WRITE_KEY, make_mysql_app, truncate_all
+from support.otp import otp_apps
 
 BASE = "https://t.example.com"
 BROWSER = {"Origin": ORIGIN}
@@ -24,7 +24,7 @@ def make_app(mysql_url, redis_url, tmp_path):
 
 
 def codes(app, phone=E164):
-    return otp_support.codes(app, phone)
+    return otp.codes(app, phone)
 
 
 def client_at(app, ip):
@@ -218,7 +218,7 @@ def test_redis_down_refuses_sends_but_not_checks(mysql_url, tmp_path):
     outbox = tmp_path / "outbox.jsonl"
     app = make_mysql_app(mysql_url, "redis://127.0.0.1:1/15", IDENTITY={
         "otp_provider": "file", "otp_outbox": str(outbox)})
-    _truncate_all(app)
+    truncate_all(app)
     client = app.test_client()
     r = send(client)
     assert r.status_code == 503

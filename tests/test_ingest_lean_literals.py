@@ -1,4 +1,4 @@
-"""sqltext: the ingest insert's own SQL literals escape exactly as PyMySQL does."""
+"""ingest.lean: the ingest insert's own SQL literals escape exactly as PyMySQL does."""
 
 from __future__ import annotations
 

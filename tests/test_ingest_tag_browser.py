@@ -23,12 +23,12 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from conftest import _truncate_all, make_mysql_app
 from sst.delivery.worker import run_worker
 from sst.extensions import db
 from sst.ingest.tag import render_example
 from sst.models import ClickId, Delivery, Event, Link
-from stub_platform import Reply, StubPlatform
+from support.apps import make_mysql_app, truncate_all
+from support.stub_platform import Reply, StubPlatform
 
 CHROMIUM = os.environ.get("SST_TEST_CHROMIUM", "/usr/bin/chromium")
 DOMAIN = "sst-e2e.test"
@@ -216,7 +216,7 @@ def env(mysql_url, own_redis, tmp_path_factory):
                 {"name": "hook", "connector": "webhook", "url": stub.url + "/hook",
                  "secret": "s3cret", "events": {"Signed Up": "*"}},
             ])
-        _truncate_all(app)
+        truncate_all(app)
         from sst.ingest import tag as browser_module
 
         if "browser" not in app.blueprints:

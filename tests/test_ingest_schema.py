@@ -1,4 +1,4 @@
-"""schemas.quick_load() is a shortcut for message_schema.load(): same result, or None."""
+"""ingest.schema.quick_load() is a shortcut for message_schema.load(): same result, or None."""
 
 from __future__ import annotations
 

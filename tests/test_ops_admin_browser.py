@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-import reports_support as fx
-from conftest import _truncate_all, live_server, make_mysql_app
 from sst.extensions import db
 from sst.ops import admin
+from support import reports as fx
+from support.apps import live_server, make_mysql_app, truncate_all
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
@@ -29,12 +29,12 @@ def base_url(mysql_url):
     app = make_mysql_app(mysql_url, ADMIN={"token": TOKEN})
     if "admin" not in app.blueprints:
         app.register_blueprint(admin.bp)
-    _truncate_all(app)
+    truncate_all(app)
     with app.app_context():
         fx.load(db.engine)
     with live_server(app) as url:
         yield url
-    _truncate_all(app)
+    truncate_all(app)
 
 
 @pytest.fixture(scope="module")
