@@ -69,7 +69,7 @@ def test_missing_environment_variable_keeps_it_off(app, monkeypatch):
     {"Authorization": f"Token {TOKEN}"},
 ])
 @pytest.mark.parametrize("path", ["/admin/", "/admin/failures", "/admin/events?message_id=m-4",
-                                  "/admin/reports"])
+                                  "/admin/reports", "/admin/reconciliation"])
 def test_refused_without_the_right_credentials(admin_client, headers, path):
     r = admin_client.get(path, headers=headers)
     assert r.status_code == 401
@@ -186,3 +186,28 @@ def test_reports_page_empty_window(admin_client):
     r = admin_client.get("/admin/reports?since=2020-01-01&until=2020-01-02", headers=BEARER)
     assert r.status_code == 200
     assert "No data in this window." in r.get_data(as_text=True)
+
+
+def test_reconciliation_page_shows_each_platforms_answer_escaped(admin_client, app):
+    from sqlalchemy import insert
+
+    from sst.clock import to_db, utcnow
+    from sst.models import Track
+
+    row = {"connector": "meta", "attempt": 1, "outcome": "success", "method": "POST",
+           "url": "https://graph.test/", "status": 200, "created_at": to_db(utcnow())}
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(insert(Track.__table__), [
+            {**row, "destination": "meta", "events_sent": 4, "events_accepted": 3,
+             "events_rejected": 0, "platform_reasons": ["<script>alert(1)</script>"]},
+            {**row, "destination": "ga4", "events_sent": 2, "events_accepted": None,
+             "events_rejected": 0, "platform_reasons": None}])
+
+    page = admin_client.get("/admin/reconciliation?since=1d", headers=BEARER)
+
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "<td>meta</td>" in html and "75.0%" in html
+    assert "<td>ga4</td>" in html and "<td>2</td><td>0</td><td>0</td>" in html.replace(
+        "\n      ", "")
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html

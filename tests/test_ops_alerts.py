@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from sst.clock import to_db
 from sst.errors import ConfigError
 from sst.extensions import db
-from sst.models import AlertState, Delivery, DestinationControl
+from sst.models import AlertState, Delivery, DestinationControl, Track
 from sst.ops.alerts import alert_settings, check_alerts, run_alerts
 from support.apps import make_mysql_app, truncate_all
 from support.stub_platform import Reply, StubPlatform
@@ -229,3 +229,30 @@ def test_racing_workers_post_once_on_mariadb(mysql_url, hook):
         assert db.session.execute(select(AlertState.key)).scalars().all() == [
             "failure_rate:meta"]
         db.engine.dispose()
+
+
+def add_tracks(app, destination, sent, accepted, *, at=T0):
+    row = {"destination": destination, "connector": destination, "attempt": 1,
+           "outcome": "success", "method": "POST", "url": "https://x.test/", "status": 200,
+           "created_at": to_db(at), "events_sent": sent, "events_accepted": accepted,
+           "events_rejected": 0}
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(insert(Track.__table__), [row])
+
+
+def test_low_acceptance_alerts_per_destination(app, hook):
+    configure(app, hook.url, acceptance_below=0.9)
+    add_tracks(app, "meta", 10, 6)  # Meta counted 6 of 10: below 90 %
+    add_tracks(app, "tiktok", 10, 10)
+    add_tracks(app, "ga4", 10, None)  # GA4 does not confirm: never an acceptance alert
+
+    found = check(app, T0 + timedelta(minutes=1))
+
+    assert [a["key"] for a in found] == ["acceptance:meta"]
+    assert "accepted 6 of 10 events (60%)" in hook.requests[0].json()["text"]
+
+
+def test_acceptance_needs_min_deliveries_sent(app, hook):
+    configure(app, hook.url)  # min_deliveries 4
+    add_tracks(app, "meta", 3, 0)
+    assert check(app, T0 + timedelta(minutes=1)) == []

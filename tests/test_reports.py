@@ -242,7 +242,7 @@ def test_report_csv_every_table(mysql_app):
     assert titles == ["# events", "# deliveries", "# attribution_summary",
                       "# attribution_first_touch", "# attribution_last_touch",
                       "# attribution_utm_first", "# attribution_utm_last",
-                      "# attribution_cross_device"]
+                      "# attribution_cross_device", "# reconciliation"]
 
 
 def test_report_rejects_a_bad_date(mysql_app):

@@ -205,6 +205,12 @@ class Track(db.Model):
     error_message: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[float | None] = mapped_column(db.Float)
     created_at: Mapped[object] = mapped_column(Timestamp, index=True)
+    # Reconciliation (what the platform said it did with the request's events; None: unknown)
+    events_sent: Mapped[int | None] = mapped_column(Integer)
+    events_accepted: Mapped[int | None] = mapped_column(Integer)
+    events_rejected: Mapped[int | None] = mapped_column(Integer)
+    platform_request_id: Mapped[str | None] = mapped_column(String(255))
+    platform_reasons: Mapped[list | None] = mapped_column(JSON)
 
     __table_args__ = (
         Index("ix_tracks_destination_created", "destination", "created_at"),

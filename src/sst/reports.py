@@ -332,9 +332,50 @@ def _cross_device(conn, window: Window, names) -> tuple[dict, int]:
     return by_platform, int(total)
 
 
+# --- reconciliation -------------------------------------------------------------------------
+
+MAX_REASONS = 5  # distinct platform reasons shown per destination and day
+
+
+def reconciliation(conn, window: Window) -> list[dict]:
+    """Per destination and UTC day of sending: events the platforms gave a final answer for
+    (sent), how many they accepted and rejected, and the gap between (unconfirmed: a platform
+    that answers 2xx without judging, or counted fewer than it was sent). The window is on
+    the time of the request, not of the event: what a platform answered that day.
+    """
+    t = tracks_t.c
+    day = func.date(t.created_at).label("day")
+    conds = [*window.on(t.created_at), t.events_sent > 0]
+    rows = conn.execute(
+        select(t.destination, day, func.sum(t.events_sent).label("sent"),
+               func.sum(func.coalesce(t.events_accepted, 0)).label("accepted"),
+               func.sum(func.coalesce(t.events_rejected, 0)).label("rejected"))
+        .where(*conds).group_by(t.destination, day).order_by(t.destination, day)).all()
+    reasons: dict = {}
+    for dest, d, found in conn.execute(
+            select(t.destination, day, t.platform_reasons)
+            .where(*conds, t.platform_reasons.is_not(None))
+            .order_by(t.created_at.desc()).limit(2000)):
+        seen = reasons.setdefault((dest, str(d)), [])
+        for reason in found or []:
+            if reason not in seen and len(seen) < MAX_REASONS:
+                seen.append(reason)
+    out = []
+    for r in rows:
+        sent, accepted, rejected = int(r.sent), int(r.accepted), int(r.rejected)
+        out.append({
+            "destination": r.destination, "day": str(r.day), "sent": sent,
+            "accepted": accepted, "rejected": rejected,
+            "unconfirmed": max(sent - accepted - rejected, 0),
+            "acceptance": round(accepted / sent, 4) if sent else None,
+            "reasons": reasons.get((r.destination, str(r.day)), []),
+        })
+    return out
+
+
 # --- all together ---------------------------------------------------------------------------
 
-REPORTS = ("events", "deliveries", "attribution")
+REPORTS = ("events", "deliveries", "attribution", "reconciliation")
 
 
 def run(engine, window: Window, which=REPORTS, conversion_events=DEFAULT_CONVERSION_EVENTS):
@@ -347,6 +388,8 @@ def run(engine, window: Window, which=REPORTS, conversion_events=DEFAULT_CONVERS
             out["deliveries"] = deliveries(conn, window)
         if "attribution" in which:
             out["attribution"] = attribution(conn, window, conversion_events)
+        if "reconciliation" in which:
+            out["reconciliation"] = reconciliation(conn, window)
     return out
 
 

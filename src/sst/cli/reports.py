@@ -54,10 +54,17 @@ def tables(data: dict) -> list[tuple[str, str, list[str], list[list]]]:
                     ["platform", "conversions", "share"],
                     [[r["platform"], r["conversions"], _pct(r["conversions"], n)]
                      for r in a["cross_device"]["by_platform"]]))
+    if "reconciliation" in data:
+        cols = ["destination", "day", "sent", "accepted", "rejected", "unconfirmed",
+                "acceptance_share"]
+        out.append(("reconciliation", "What each platform accepted (by day of sending)",
+                    cols + ["reasons"],
+                    [[r[c] for c in cols[:-1]] + [r["acceptance"], "; ".join(r["reasons"])]
+                     for r in data["reconciliation"]]))
     return out
 
 
-LABELS = ("name", "platform", "utm_source", "utm_campaign")  # None there means "no value"
+LABELS = ("name", "platform", "utm_source", "utm_campaign", "reasons")  # None there means "no value"
 
 
 def _cell(value, column) -> str:
@@ -109,9 +116,10 @@ def render_csv(table) -> str:
               help="CSV; with several tables each starts with a '# name' line.")
 @with_appcontext
 def report(which, since, until, source, conversion_events, as_json, as_csv):
-    """Reports: events by day, deliveries by destination, conversion attribution.
+    """Reports: events by day, deliveries by destination, conversion attribution, and what
+    each platform accepted (reconciliation).
 
-    WHICH is events, deliveries, attribution or all (the default). Every figure is computed
+    WHICH is events, deliveries, attribution, reconciliation or all (the default). Every figure is computed
     in the database.
     """
     from sst.jsonutil import dumps

@@ -66,6 +66,19 @@ class EventData:
 
 
 @dataclass
+class Acknowledgement:
+    """What the platform's answer says it did with the request's events, for reconciliation.
+
+    None in a field: the answer does not say. `Connector.acknowledge` reads it from the body.
+    """
+
+    accepted: int | None = None  # events the platform says it counted (Meta events_received)
+    rejected: int | None = None  # events it says it refused
+    request_id: str | None = None  # its id for the request (fbtrace_id, request_id, requestId)
+    reasons: list[str] = field(default_factory=list)  # its words for what it refused
+
+
+@dataclass
 class HttpExchange:
     """One outgoing HTTP request and its answer, secrets masked: what a Track row records."""
 
@@ -81,6 +94,7 @@ class HttpExchange:
     duration_ms: float
     started_at: datetime
     message_ids: list[str] = field(default_factory=list)  # the events this request carried
+    acknowledgement: Acknowledgement | None = None  # what the answer said, if it said anything
 
 
 @dataclass
@@ -208,6 +222,9 @@ class Connector:
     max_batch: int = 1
     max_event_age: timedelta | None = None
     default_base_url: str = ""
+    # Does a success answer mean the platform accepted the events? False where it answers
+    # 2xx to anything (GA4's Measurement Protocol): those events count as unconfirmed.
+    confirms_acceptance: bool = True
 
     def __init__(self, settings: dict, session: requests.Session | None = None):
         self.settings = settings
@@ -261,6 +278,12 @@ class Connector:
         """Per-event outcomes for one HTTP answer. Default: by status only."""
         outcome = http_outcome(status, headers, _snippet(body) if status >= 300 else "")
         return {mid: outcome for mid in request.message_ids}
+
+    def acknowledge(self, request: OutgoingRequest, status: int, body: str,
+                    headers: Mapping) -> Acknowledgement | None:
+        """The platform's own account of the request (counts, request id, reasons), read
+        from its answer. Default: nothing beyond what `classify` decided per event."""
+        return None
 
     def sendable(self, events: list[EventData]) -> list[EventData]:
         return [e for e in events if self.skip_reason(e) is None]
@@ -331,6 +354,11 @@ class Connector:
             out = Outcome(kind, error=f"{exch.error_class}: {exch.error_message}",
                           code=exch.error_class)
             return {mid: out for mid in req.message_ids}
+        try:
+            exch.acknowledgement = self.acknowledge(req, resp.status_code, resp.text,
+                                                    resp.headers)
+        except Exception:  # an odd answer must not lose the delivery state
+            logger.exception("%s: acknowledge failed", self.name)
         try:
             return self.classify(req, resp.status_code, resp.text, resp.headers)
         except Exception as exc:  # a classifier bug must not lose the delivery state

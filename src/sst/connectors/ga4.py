@@ -80,6 +80,11 @@ class GA4Connector(Connector):
     max_event_age = timedelta(hours=72)  # backdating limit of timestamp_micros
     default_base_url = "https://www.google-analytics.com"
 
+    @property
+    def confirms_acceptance(self) -> bool:
+        # /mp/collect answers 2xx to anything; only the validation server judges events.
+        return bool(self.settings.get("validate"))
+
     @staticmethod
     def client_id(e: EventData) -> str | None:
         return client_id_from_ga(e.cookies.get("_ga")) or e.anonymous_id

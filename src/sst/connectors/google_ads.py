@@ -21,6 +21,7 @@ from sst.connectors.base import (
     PERMANENT,
     RETRYABLE,
     SUCCESS,
+    Acknowledgement,
     Connector,
     ConnectorSettings,
     EventData,
@@ -234,6 +235,15 @@ class GoogleAdsConnector(GoogleOAuthMixin, Connector):
             out["userData"] = {"userIdentifiers": ids}
         out.update(money(props, "conversionValue", "currency"))
         return out
+
+    def acknowledge(self, request: OutgoingRequest, status: int, body: str,
+                    headers: Mapping) -> Acknowledgement | None:
+        """Google's request id: the body's requestId (Data Manager), else the request-id
+        header every Google API answers with. Counts come from the per-event outcomes."""
+        data = loads_or_none(body)
+        request_id = (data.get("requestId") if isinstance(data, dict) else None) or \
+            headers.get("request-id")
+        return Acknowledgement(request_id=str(request_id)) if request_id else None
 
     def classify(self, request: OutgoingRequest, status: int, body: str,
                  headers: Mapping) -> dict[str, Outcome]:

@@ -19,6 +19,7 @@ from sst.connectors.base import (
     PERMANENT,
     RETRYABLE,
     SUCCESS,
+    Acknowledgement,
     Connector,
     ConnectorSettings,
     EventData,
@@ -156,6 +157,21 @@ class MetaConnector(Connector):
         out = out or http_outcome(status, headers, (body or "")[:500])
         # Meta rejects the whole batch when one event is invalid: every event shares the outcome.
         return {mid: out for mid in request.message_ids}
+
+    def acknowledge(self, request: OutgoingRequest, status: int, body: str,
+                    headers: Mapping) -> Acknowledgement | None:
+        """{"events_received": N, "messages": [...], "fbtrace_id": ...}, or an error with
+        its own fbtrace_id: Meta counts what it took in."""
+        data = loads_or_none(body)
+        if not isinstance(data, dict):
+            return None
+        err = data.get("error") if isinstance(data.get("error"), dict) else {}
+        received = data.get("events_received")
+        messages = data.get("messages") if isinstance(data.get("messages"), list) else []
+        return Acknowledgement(
+            accepted=received if isinstance(received, int) else None,
+            request_id=str(data.get("fbtrace_id") or err.get("fbtrace_id") or "") or None,
+            reasons=[str(m)[:300] for m in messages[:5]])
 
     @staticmethod
     def error_outcome(status: int, err: dict, headers: Mapping) -> Outcome:

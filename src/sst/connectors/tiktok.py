@@ -18,6 +18,7 @@ from sst.connectors.base import (
     PERMANENT,
     RETRYABLE,
     SUCCESS,
+    Acknowledgement,
     Connector,
     ConnectorSettings,
     EventData,
@@ -109,6 +110,13 @@ class TikTokConnector(Connector):
         if oid:
             out["order_id"] = oid
         return out
+
+    def acknowledge(self, request: OutgoingRequest, status: int, body: str,
+                    headers: Mapping) -> Acknowledgement | None:
+        """TikTok gives no counts; its request_id is what its support asks for."""
+        data = loads_or_none(body)
+        request_id = data.get("request_id") if isinstance(data, dict) else None
+        return Acknowledgement(request_id=str(request_id)) if request_id else None
 
     def classify(self, request: OutgoingRequest, status: int, body: str,
                  headers: Mapping) -> dict[str, Outcome]:

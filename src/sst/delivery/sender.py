@@ -171,7 +171,7 @@ def _send_group(state, dest, connector, claimed, result) -> None:
             outcomes[id_of[mid]] = outcome
         exchanges += [(x, [id_of[m] for m in x.message_ids if m in id_of])
                       for x in report.exchanges]
-    _record(state.engine, dest, claimed, outcomes, exchanges, result)
+    _record(state.engine, dest, connector, claimed, outcomes, exchanges, result)
 
 
 def distinct_message_ids(rows: list[dict], events: dict) -> list[list[dict]]:
@@ -192,7 +192,32 @@ def distinct_message_ids(rows: list[dict], events: dict) -> list[list[dict]]:
     return rounds
 
 
-def _record(engine, dest, claimed, outcomes, exchanges, result) -> None:
+def reconciliation(exch, outcomes: list[Outcome], confirms_acceptance: bool) -> dict:
+    """The Track's reconciliation columns: what the platform did with the request's events.
+
+    Its own count where its answer gives one (Meta's events_received), else the per-event
+    outcomes: successes count as accepted where a success means acceptance, refusals as
+    rejected. Only final answers count as sent: an event whose request will be retried is
+    counted by the attempt that settles it, and a request without an answer (auth, network)
+    carried nothing to the platform.
+    """
+    ack = exch.acknowledgement
+    final = [o for o in outcomes if o.kind in (SUCCESS, PERMANENT)]
+    sent = len(final) if exch.status is not None else 0
+    accepted = ack.accepted if ack and ack.accepted is not None else (
+        sum(o.kind == SUCCESS for o in final) if confirms_acceptance else None)
+    rejected = ack.rejected if ack and ack.rejected is not None else sum(
+        o.kind == PERMANENT for o in final)
+    reasons = list(ack.reasons) if ack and ack.reasons else []
+    reasons += sorted({(o.error or o.code or "")[:300] for o in outcomes
+                       if o.kind == PERMANENT and (o.error or o.code)})
+    return {"events_sent": sent, "events_accepted": accepted if sent else 0,
+            "events_rejected": rejected if sent else 0,
+            "platform_request_id": ack.request_id[:255] if ack and ack.request_id else None,
+            "platform_reasons": reasons[:10] or None}
+
+
+def _record(engine, dest, connector, claimed, outcomes, exchanges, result) -> None:
     """Tracks and new delivery states in one transaction: one multi-row insert for the
     tracks, one for their items, one UPDATE per distinct new state."""
     now = utcnow()
@@ -203,6 +228,8 @@ def _record(engine, dest, claimed, outcomes, exchanges, result) -> None:
         first = by_id[ids[0]] if ids else None
         outcome = outcomes.get(ids[0]) if ids else None
         tracks.append({
+            **reconciliation(exch, [outcomes[i] for i in ids if i in outcomes],
+                             connector.confirms_acceptance),
             "delivery_id": first["id"] if first else None,
             "incoming_id": first["event_id"] if first else None,
             "destination": dest.name, "connector": dest.connector,

@@ -215,6 +215,20 @@ def reports_page():
                            sources=_source_names(), charts=_report_charts(data))
 
 
+@bp.route("/reconciliation", methods=METHODS)
+def reconciliation_page():
+    """Per destination and day: events sent, accepted by the platform, rejected (with the
+    platform's reasons), and the gap."""
+    since, error = _window_arg("since", "7d")
+    if error:
+        since = utcnow() - timedelta(days=7)
+    window = reports.Window(since, utcnow())
+    with current_state().engine.connect() as conn:
+        rows = reports.reconciliation(conn, window)
+    return render_template("admin/reconciliation.html", rows=rows, error=error,
+                           since=request.args.get("since", "7d")), 400 if error else 200
+
+
 def _source_names() -> list[str]:
     return sorted(s.name for s in current_state().sources.values())
 

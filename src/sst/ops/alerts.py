@@ -1,11 +1,14 @@
 """Alert hook: post to a webhook (Slack-compatible) when deliveries go wrong.
 
-Two checks, from the database, so every worker sees the same thing:
+Three checks, from the database, so every worker sees the same thing:
 
 - failure rate, per destination: failed / (failed + succeeded) among the deliveries that
   finished in the last `window_seconds`, once at least `min_deliveries` finished;
 - queue age: how long the oldest due delivery (pending or queued, its next attempt in the
-  past) has waited. Paused destinations hold their deliveries on purpose and are left out.
+  past) has waited. Paused destinations hold their deliveries on purpose and are left out;
+- acceptance, per destination: of the events a platform gave a final answer for in the last
+  `window_seconds`, the share it says it accepted (Track reconciliation columns), once at
+  least `min_deliveries` were sent, below `acceptance_below`.
 
 Each alert (a key such as ``failure_rate:meta``) is posted at most once per window, however
 many workers run the check: the last time it was sent is kept in ``alert_state`` and taken with
@@ -18,6 +21,7 @@ check tries again. Configuration, TOML::
     min_deliveries = 10
     queue_age_seconds = 900
     window_seconds = 900
+    acceptance_below = 0.9
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from sst.clock import from_db, to_db, utcnow
 from sst.config import resolve_env_refs
 from sst.delivery.outbox import paused_destinations
 from sst.errors import ConfigError
-from sst.models import AlertState, Delivery
+from sst.models import AlertState, Delivery, Track
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,7 @@ WAITING = ("pending", "queued")
 
 alert_state_t = AlertState.__table__
 deliveries_t = Delivery.__table__
+tracks_t = Track.__table__
 
 
 class AlertsSchema(Schema):
@@ -54,6 +59,7 @@ class AlertsSchema(Schema):
     min_deliveries = fields.Integer(load_default=10, validate=validate.Range(min=1))
     queue_age_seconds = fields.Float(load_default=900, validate=validate.Range(min=1))
     window_seconds = fields.Float(load_default=900, validate=validate.Range(min=1))
+    acceptance_below = fields.Float(load_default=0.9, validate=validate.Range(min=0, max=1))
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class AlertSettings:
     min_deliveries: int
     queue_age: timedelta
     window: timedelta
+    acceptance_below: float = 0.9
 
 
 def alert_settings(config) -> AlertSettings | None:
@@ -80,7 +87,7 @@ def alert_settings(config) -> AlertSettings | None:
         return None
     return AlertSettings(doc["webhook_url"], doc["failure_rate"], doc["min_deliveries"],
                          timedelta(seconds=doc["queue_age_seconds"]),
-                         timedelta(seconds=doc["window_seconds"]))
+                         timedelta(seconds=doc["window_seconds"]), doc["acceptance_below"])
 
 
 # --- what the database says (metrics.py reads the same) ------------------------------------
@@ -123,6 +130,17 @@ def _waiting_count(conn, now, paused) -> int:
     return conn.execute(q).scalar() or 0
 
 
+def acceptance(conn, since: datetime) -> list[tuple[str, int, int]]:
+    """(destination, events sent, events accepted) for requests answered since `since`,
+    counting only platforms that confirm acceptance (GA4's 2xx says nothing)."""
+    t = tracks_t.c
+    return [(dest, int(sent), int(accepted)) for dest, sent, accepted in conn.execute(
+        select(t.destination, func.sum(t.events_sent), func.sum(t.events_accepted))
+        .where(t.created_at >= to_db(since), t.events_sent > 0,
+               t.events_accepted.is_not(None))
+        .group_by(t.destination).order_by(t.destination))]
+
+
 def _last_failure_code(conn, destination, since) -> str | None:
     d = deliveries_t.c
     return conn.execute(select(d.last_code).where(
@@ -151,6 +169,15 @@ def evaluate(conn, settings: AlertSettings, now: datetime) -> list[dict]:
                     f"({failed / total:.0%}) in the last {_minutes(settings.window)}"
                     + (f"; last error code {code}" if code else "")
                     + ". See `sst status`."})
+    for dest, sent, accepted in acceptance(conn, since):
+        if sent < settings.min_deliveries or accepted / sent >= settings.acceptance_below:
+            continue
+        found.append({
+            "key": f"acceptance:{dest}", "kind": "acceptance", "destination": dest,
+            "value": accepted / sent, "threshold": settings.acceptance_below,
+            "text": f"sst: destination {dest}: the platform accepted {accepted} of {sent} "
+                    f"events ({accepted / sent:.0%}) in the last {_minutes(settings.window)}. "
+                    "See `sst report reconciliation --since 1d`."})
     paused = paused_destinations(conn)
     age = oldest_waiting(conn, now, paused)
     if age is not None and age >= settings.queue_age.total_seconds():
