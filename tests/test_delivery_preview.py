@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import responses
 
-from conftest import SERVER_KEY, base_config
 from sst import create_app, migrate
 from sst.delivery.preview import UNMAPPED, UnknownDestination, preview
 from sst.extensions import db
+from support.apps import SERVER_KEY, base_config
 
 BROWSER_UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
               "Chrome/131.0.0.0 Safari/537.36")
@@ -110,3 +110,25 @@ def test_unknown_destination_and_unknown_event(app):
         with pytest.raises(UnknownDestination):
             preview(app.extensions["sst"], "m-x", "nope")
         assert preview(app.extensions["sst"], "never-stored") == []
+
+
+def test_cli_prints_each_request_and_the_skip_reasons(app):
+    from sst.cli import main as sst_cli
+
+    send(app, "m-cli")
+    runner = app.test_cli_runner()
+
+    out = runner.invoke(sst_cli, ["preview", "--event", "m-cli"])
+    assert out.exit_code == 0, out.output
+    assert "meta (meta) <- m-cli from server as Purchase" in out.output
+    assert "POST https://graph.facebook.com/" in out.output and "access_token=***" in out.output
+    assert f"would skip: {UNMAPPED}" in out.output
+    assert not [s for s in SECRETS if s in out.output]
+
+    one = runner.invoke(sst_cli, ["preview", "--event", "m-cli", "--destination", "hook",
+                                  "--json"])
+    assert [p["destination"] for p in json.loads(one.output)] == ["hook"]
+    unknown = runner.invoke(sst_cli, ["preview", "--event", "m-cli", "--destination", "x"])
+    assert unknown.exit_code == 2 and "unknown destination 'x'" in unknown.output
+    missing = runner.invoke(sst_cli, ["preview", "--event", "nope"])
+    assert missing.exit_code == 1 and "no stored event has messageId 'nope'" in missing.output

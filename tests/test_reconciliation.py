@@ -3,14 +3,21 @@ a real RQ worker, local stubs answering as Meta, TikTok and a webhook receiver).
 
 from datetime import timedelta
 
-from delivery_support import batch, meta_dest, mysql_app, tiktok_dest, tracks, tracks_of, \
-    webhook_dest
 from sst import reports
 from sst.cli import main as sst_cli
 from sst.clock import utcnow
 from sst.delivery.worker import run_worker
 from sst.jsonutil import loads
-from stub_platform import Reply, StubPlatform
+from support.delivery import (
+    batch,
+    meta_dest,
+    mysql_app,
+    tiktok_dest,
+    tracks,
+    tracks_of,
+    webhook_dest,
+)
+from support.stub_platform import Reply, StubPlatform
 
 # Meta took two of the three events of its batch request and said why not the third.
 META_PARTIAL = Reply(200, {"events_received": 2, "fbtrace_id": "FBTRACE-1",

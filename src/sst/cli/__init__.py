@@ -161,15 +161,23 @@ def _run_server(app, host, port):
 # --- the other command groups, one module each ------------------------------------------------
 
 from sst.cli.audiences import audience  # noqa: E402
-from sst.cli.delivery import destination, queue, replay, sweep, tracks, worker  # noqa: E402
+from sst.cli.delivery import (  # noqa: E402
+    destination,
+    preview,
+    queue,
+    replay,
+    sweep,
+    tracks,
+    worker,
+)
 from sst.cli.events import events  # noqa: E402
 from sst.cli.identity import identity  # noqa: E402
 from sst.cli.ops import alerts, status  # noqa: E402
 from sst.cli.privacy import forget, purge  # noqa: E402
 from sst.cli.reports import report  # noqa: E402
 
-for _command in (events, worker, sweep, tracks, replay, destination, queue, identity, status,
-                 alerts, audience, forget, purge, report):
+for _command in (events, worker, sweep, tracks, preview, replay, destination, queue, identity,
+                 status, alerts, audience, forget, purge, report):
     main.add_command(_command)
 
 

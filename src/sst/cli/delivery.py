@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from sst.cli.common import app_state, failures_exit, parse_time, rq_connection
+from sst.cli.common import SETUP, app_state, fail, failures_exit, parse_time, rq_connection
 
 # --- the worker and the sweep ------------------------------------------------------------------
 
@@ -98,6 +98,51 @@ def tracks(event_ref, destination, limit, as_json, bodies):
         if bodies:
             click.echo(f"    > {t.request_body}")
             click.echo(f"    < {t.response_body}")
+
+
+# --- preview -----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--event", "message_id", required=True, help="The event's messageId.")
+@click.option("--destination", default=None, help="Only this destination (default: all).")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def preview(message_id, destination, as_json):
+    """Show the exact request each destination would receive for a stored event (secrets
+    masked), or why it would skip the event. Sends nothing."""
+    from dataclasses import asdict
+
+    from sst.delivery.preview import UnknownDestination
+    from sst.delivery.preview import preview as build_previews
+    from sst.jsonutil import dumps
+
+    state = app_state()
+    try:
+        found = build_previews(state, message_id, destination)
+    except UnknownDestination:
+        fail(f"sst preview: unknown destination {destination!r}; configured: "
+             f"{', '.join(sorted(state.destinations)) or '(none)'}", SETUP)
+    if not found:
+        fail(f"sst preview: no stored event has messageId {message_id!r}"
+             + ("" if state.destinations else "; and no destination is configured"))
+    if as_json:
+        click.echo(dumps([asdict(p) for p in found]))
+        return
+    for p in found:
+        click.echo(f"{p.destination} ({p.connector}) <- {p.message_id} from {p.source}"
+                   + (f" as {p.platform_event}" if p.platform_event else ""))
+        if p.delivery:
+            click.echo(f"  stored delivery: {p.delivery['state']}"
+                       + (f" ({p.delivery['reason']})" if p.delivery["reason"] else ""))
+        if p.skip_reason:
+            click.echo(f"  would skip: {p.skip_reason}")
+        for r in p.requests:
+            click.echo(f"  {r['method']} {r['url']}")
+            for k, v in r["headers"].items():
+                click.echo(f"  {k}: {v}")
+            click.echo(f"  {r['body']}" if r["body"] else "  (no body)")
+        click.echo("")
 
 
 # --- replay ------------------------------------------------------------------------------------
