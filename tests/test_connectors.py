@@ -27,6 +27,9 @@ SETTINGS = {
                           "token_url": TOKEN_URL, "developer_token": "dev-token-secret"},
     "ga4": {"measurement_id": "G-TEST123", "api_secret": "ga4-api-secret"},
     "webhook": {"url": "https://hooks.test/sst", "secret": "whsec-secret"},
+    "snapchat": {"pixel_id": "snap-pixel-1", "access_token": "snap-secret/+token=="},
+    "reddit": {"account_id": "t2_acct1", "access_token": "reddit-secret-token"},
+    "pinterest": {"ad_account_id": "549755885175", "access_token": "pina_secret/+token"},
 }
 API_URL = {
     "meta": re.compile(r"https://graph\.facebook\.com/v[\d.]+/1234567890/events.*"),
@@ -36,6 +39,9 @@ API_URL = {
         r"https://googleads\.googleapis\.com/v\d+/customers/1234567890:uploadClickConversions"),
     "ga4": re.compile(r"https://www\.google-analytics\.com/mp/collect.*"),
     "webhook": "https://hooks.test/sst",
+    "snapchat": re.compile(r"https://tr\.snapchat\.com/v3/snap-pixel-1/events\?access_token=.*"),
+    "reddit": "https://ads-api.reddit.com/api/v2.0/conversions/events/t2_acct1",
+    "pinterest": "https://api.pinterest.com/v5/ad_accounts/549755885175/events",
 }
 SUCCESS_BODY = {
     "meta": (200, {"events_received": 1, "messages": [], "fbtrace_id": "AbC"}),
@@ -44,6 +50,10 @@ SUCCESS_BODY = {
     "google_ads_legacy": (200, {"results": [{"gclid": "Cj0", "conversionAction": "x"}]}),
     "ga4": (204, None),
     "webhook": (200, {"ok": True}),
+    "snapchat": (200, {"status": "VALID", "reason": "All events processed successfully"}),
+    "reddit": (200, {"message": "Successfully processed 1 conversion events."}),
+    "pinterest": (200, {"num_events_received": 1, "num_events_processed": 1,
+                        "events": [{"status": "processed"}]}),
 }
 GOOGLE = {"google_ads", "google_ads_legacy"}
 
@@ -161,7 +171,7 @@ def test_failure_table(name, case, resp, kind, retry_after):
     assert_masked(name, res.exchanges)
 
 
-@pytest.mark.parametrize("name", ["meta", "tiktok", "ga4"])
+@pytest.mark.parametrize("name", ["meta", "tiktok", "ga4", "reddit", "pinterest"])
 def test_too_old_is_skipped_without_request(name):
     conn = make_connector(name)
     old = make_event(name, event_time=NOW - timedelta(days=30))
@@ -177,7 +187,10 @@ def test_too_old_is_skipped_without_request(name):
                                              ("tiktok", timedelta(days=7)),
                                              ("ga4", timedelta(hours=72)),
                                              ("google_ads", None), ("google_ads_legacy", None),
-                                             ("webhook", None)])
+                                             ("webhook", None),
+                                             ("snapchat", timedelta(days=37)),
+                                             ("reddit", timedelta(days=7)),
+                                             ("pinterest", timedelta(days=7))])
 def test_max_event_age(name, limit):
     assert connectors.get(name).max_event_age == limit
 
@@ -336,6 +349,29 @@ PLATFORM_CASES = [
     ("webhook", 408, {}, "retryable", "HTTP 408"),
     ("webhook", 404, {}, "permanent", "HTTP 404"),
     ("webhook", 302, {}, "permanent", "HTTP 302"),
+    ("snapchat", 200, {"status": "INVALID", "reason": "Some events were invalid",
+                       "errors": {"codes": ["INVALID_EVENT_NAME"],
+                                  "error_msgs": ["event_name is not supported"]}},
+     "permanent", "INVALID_EVENT_NAME"),
+    ("snapchat", 400, {"status": "INVALID", "reason": "Invalid pixel id"}, "permanent",
+     "HTTP 400"),
+    ("snapchat", 503, {"status": "INVALID", "reason": "Service unavailable"}, "retryable",
+     "HTTP 503"),
+    ("reddit", 400, {"error": {"code": 400, "message": "invalid action_source: web"}},
+     "permanent", "HTTP 400"),
+    ("reddit", 200, {"error": {"code": 400, "message": "JSON error unknown field"}},
+     "permanent", "HTTP 200"),
+    ("reddit", 503, {"error": {"code": 503, "message": "Service Unavailable"}}, "retryable",
+     "HTTP 503"),
+    ("pinterest", 200, {"num_events_received": 1, "num_events_processed": 0,
+                        "events": [{"status": "failed", "error_message": "bad event_time"}]},
+     "permanent", "failed"),
+    ("pinterest", 429, {"code": 8, "message": "This request exceeded a rate limit."},
+     "retryable", "8"),
+    ("pinterest", 503, {"code": 4197, "message": "The endpoint has been ramped down"},
+     "retryable", "4197"),
+    ("pinterest", 401, {"code": 2, "message": "Authentication failed."}, "permanent", "2"),
+    ("pinterest", 403, {"code": 29, "message": "You are not permitted"}, "permanent", "29"),
 ]
 
 
