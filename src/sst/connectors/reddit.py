@@ -50,7 +50,8 @@ class RedditConnector(Connector):
     name = "reddit"
     settings_schema = RedditSettings
     max_batch = 1000
-    max_event_age = timedelta(days=7)  # event_at must be under 7 days old (see module doc)
+    # RudderStack refuses events over 7 days old; Reddit publishes no limit (docs/connectors.md).
+    max_event_age = timedelta(days=7)
     default_base_url = "https://ads-api.reddit.com"
 
     def build_requests(self, events: list[EventData]) -> list[OutgoingRequest]:
