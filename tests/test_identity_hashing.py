@@ -113,3 +113,22 @@ def test_hash_normalized_passes_digests_through():
     assert h.hash_normalized(sha("a")) == sha("a")
     assert h.hash_normalized("a") == sha("a")
     assert h.hash_normalized(None) is None
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("Al.ice$+Apple@Example.Com", "alice@example.com"),  # Reddit's own example
+    (" alice@example.com ", "alice@example.com"),
+    ("first.last@outlook.com", "firstlast@outlook.com"),  # every domain, not only gmail
+    ("+tag@example.com", None),
+    ("not-an-email", None),
+    (None, None),
+])
+def test_reddit_email(raw, expected):
+    assert h.reddit_email(raw) == expected
+
+
+def test_reddit_documented_hash():
+    # Reddit: alice@example.com and Al.ice$+Apple@Example.Com hash to ff8d9819...
+    expected = "ff8d9819fc0e12bf0d24892e45987e249a28dce836a85cad60e28eaaa8c6d976"
+    assert sha("alice@example.com") == expected
+    assert h.hashed("Al.ice$+Apple@Example.Com", h.reddit_email) == expected

@@ -4,6 +4,8 @@ the laptop's click ids and the hashed phone."""
 
 import hashlib
 import json
+import re
+from urllib.parse import parse_qs
 
 from sqlalchemy import select
 
@@ -16,6 +18,66 @@ from support.stub_platform import Reply, StubPlatform
 PHONE = "+1 (650) 555-1234"
 BASE = "https://t.example.com"  # the cookie's domain is .example.com
 E164 = "+16505551234"
+PHONE_DIGITS = hashlib.sha256(b"16505551234").hexdigest()  # Meta, Snap, Pinterest: no "+"
+PHONE_PLUS = hashlib.sha256(E164.encode()).hexdigest()  # Google, TikTok, Reddit: E.164
+# The laptop's landing URL carries every platform's click id.
+CLICKS = {"fbclid": "FBCLICK", "gclid": "GCLICK", "ttclid": "TTCLICK", "ScCid": "SCCLICK",
+          "rdt_cid": "RDTCLICK", "epik": "EPIKCLICK"}
+
+
+def _check_meta(body, user_id):
+    purchase = [e for e in body["data"] if e["event_name"] == "Purchase"]
+    assert len(purchase) == 1
+    ud = purchase[0]["user_data"]
+    assert ud["fbc"].endswith(".FBCLICK") and ud["fbc"].startswith("fb.1.")
+    assert ud["ph"] in (PHONE_DIGITS, [PHONE_DIGITS])
+    ext = hashlib.sha256(user_id.lower().encode()).hexdigest()
+    assert ud["external_id"] in (ext, [ext])
+
+
+def _check_tiktok(body, user_id):
+    assert body["data"][0]["user"]["ttclid"] == "TTCLICK"
+
+
+def _check_google(body, user_id):
+    assert "GCLICK" in json.dumps(body)
+    assert PHONE_PLUS in json.dumps(body)
+
+
+def _check_snapchat(body, user_id):
+    ud = body["data"][0]["user_data"]
+    assert ud["sc_click_id"] == "SCCLICK" and ud["ph"] == [PHONE_DIGITS]
+
+
+def _check_reddit(body, user_id):
+    event = body["events"][0]
+    assert event["click_id"] == "RDTCLICK" and event["user"]["phone_number"] == PHONE_PLUS
+
+
+def _check_pinterest(body, user_id):
+    ud = body["data"][0]["user_data"]
+    assert ud["click_id"] == "EPIKCLICK" and ud["ph"] == [PHONE_DIGITS]
+
+
+# One row per platform: its destination (base_url added), the request path it posts to, and
+# what its payload must carry after the cross-device journey.
+JOURNEY = [
+    ({"name": "meta", "connector": "meta", "pixel_id": "123", "access_token": "tok",
+      "events": {"Order Completed": "Purchase"}}, r"^/v[\d.]+/123/events", _check_meta),
+    ({"name": "tiktok", "connector": "tiktok", "pixel_code": "PC1", "access_token": "tt",
+      "events": {"Order Completed": "CompletePayment"}}, r"/event/track/", _check_tiktok),
+    ({"name": "google", "connector": "google_ads", "customer_id": "123-456-7890",
+      "client_id": "cid", "client_secret": "cs", "refresh_token": "rt",
+      "events": {"Order Completed": "987654"}}, r"events:ingest", _check_google),
+    ({"name": "snapchat", "connector": "snapchat", "pixel_id": "SNAPPIX", "access_token": "sn",
+      "events": {"Order Completed": "PURCHASE"}}, r"^/v3/SNAPPIX/events", _check_snapchat),
+    ({"name": "reddit", "connector": "reddit", "account_id": "t2_acct", "access_token": "rd",
+      "events": {"Order Completed": "Purchase"}}, r"^/api/v2\.0/conversions/events/t2_acct",
+     _check_reddit),
+    ({"name": "pinterest", "connector": "pinterest", "ad_account_id": "549755885175",
+      "access_token": "pn", "events": {"Order Completed": "checkout"}},
+     r"^/v5/ad_accounts/549755885175/events", _check_pinterest),
+]
 
 
 def _read_code(outbox, phone=E164):
@@ -25,16 +87,10 @@ def _read_code(outbox, phone=E164):
 
 def _app(mysql_url, redis_url, tmp_path, stub_url):
     outbox = tmp_path / "outbox.jsonl"
-    dests = [
-        {"name": "meta", "connector": "meta", "pixel_id": "123", "access_token": "tok",
-         "base_url": stub_url, "events": {"Order Completed": "Purchase"}},
-        {"name": "tiktok", "connector": "tiktok", "pixel_code": "PC1", "access_token": "tt",
-         "base_url": stub_url, "events": {"Order Completed": "CompletePayment"}},
-        {"name": "google", "connector": "google_ads", "customer_id": "123-456-7890",
-         "client_id": "cid", "client_secret": "cs", "refresh_token": "rt",
-         "token_url": stub_url + "/token", "base_url": stub_url,
-         "events": {"Order Completed": "987654"}},
-    ]
+    dests = [{**dest, "base_url": stub_url} for dest, _, _ in JOURNEY]
+    for dest in dests:
+        if dest["connector"] == "google_ads":
+            dest["token_url"] = stub_url + "/token"
     app = make_mysql_app(mysql_url, redis_url, DESTINATIONS=dests,
                          IDENTITY={"otp_provider": "file", "otp_outbox": str(outbox),
                                    "conversion_event": "Phone Verified"})
@@ -56,7 +112,7 @@ def _verify(client, outbox):
 
 
 def test_laptop_click_credited_to_phone_conversion(mysql_url, redis_url, tmp_path):
-    # One answer both platforms read as success: TikTok's code 0, Meta's events_received.
+    # One answer every platform reads as success: TikTok's code 0, Meta's events_received.
     with StubPlatform(Reply(200, {"code": 0, "message": "OK", "events_received": 1,
                                    "access_token": "at", "expires_in": 3600})) as stub:
         app, outbox = _app(mysql_url, redis_url, tmp_path, stub.url)
@@ -64,7 +120,8 @@ def test_laptop_click_credited_to_phone_conversion(mysql_url, redis_url, tmp_pat
         h = {"Origin": ORIGIN}
         r = laptop.post(BASE + "/v1/page", json={
             "writeKey": WRITE_KEY, "anonymousId": "laptop-anon", "context": {"page": {
-                "url": "https://www.example.com/?fbclid=FBCLICK&gclid=GCLICK&ttclid=TTCLICK"}},
+                "url": "https://www.example.com/?" + "&".join(
+                    f"{k}={v}" for k, v in CLICKS.items())}},
             "timestamp": "2026-11-20T10:00:00Z", "sentAt": "2026-11-20T10:00:00Z"},
             headers=h)
         assert r.status_code == 200
@@ -82,30 +139,16 @@ def test_laptop_click_credited_to_phone_conversion(mysql_url, redis_url, tmp_pat
         for req in stub.requests:
             data = json.loads(req.body) if req.body.startswith(b"{") else None
             if data is None:
-                from urllib.parse import parse_qs
-
                 data = {k: json.loads(v[0]) if k == "data" else v[0]
                         for k, v in parse_qs(req.body.decode()).items()}
             bodies[req.path] = data
-        meta = next(v for k, v in bodies.items() if "/events" in k)
-        purchase = [e for e in meta["data"] if e["event_name"] == "Purchase"]
-        assert len(purchase) == 1
-        ud = purchase[0]["user_data"]
-        assert ud["fbc"].endswith(".FBCLICK") and ud["fbc"].startswith("fb.1.")
-        phone_hash = hashlib.sha256(b"16505551234").hexdigest()
-        assert ud["ph"] in (phone_hash, [phone_hash])
-        ext = hashlib.sha256(user_laptop.lower().encode()).hexdigest()
-        assert ud["external_id"] in (ext, [ext])
-        tiktok = next(v for k, v in bodies.items() if "/event/track" in k)
-        tt = tiktok["data"][0]
-        assert tt["user"]["ttclid"] == "TTCLICK"
-        google = next(v for k, v in bodies.items() if "events:ingest" in k)
-        assert "GCLICK" in json.dumps(google)
-        assert hashlib.sha256(E164.encode()).hexdigest() in json.dumps(google)
+        for dest, path, check in JOURNEY:
+            sent = [body for p, body in bodies.items() if re.search(path, p)]
+            assert len(sent) == 1, (dest["name"], sorted(bodies))
+            check(sent[0], user_laptop)
         with app.app_context():
             assert db.session.execute(select(Person)).scalars().all()[0].user_id == user_laptop
             states = db.session.execute(select(Delivery.destination, Delivery.state)).all()
-            assert sorted(states) == [("google", "succeeded"), ("meta", "succeeded"),
-                                      ("tiktok", "succeeded")]
+            assert sorted(states) == sorted((d["name"], "succeeded") for d, _, _ in JOURNEY)
             kinds = [e.type for e in db.session.execute(select(Event)).scalars()]
             assert kinds.count("identify") == 2

@@ -399,12 +399,15 @@ def test_click_id_values_are_case_sensitive(mysql_app, mysql_client):
 
 def test_ad_platform_cookies_are_stored_on_the_visitor(mysql_app, mysql_client):
     for name, value in [("_fbp", "fb.1.1700000000000.42"), ("_fbc", "fb.1.1700000000000.F"),
-                        ("_ga", "GA1.1.5.6"), ("_ttp", "ttp-1"), ("other", "x")]:
+                        ("_ga", "GA1.1.5.6"), ("_ttp", "ttp-1"), ("_scid", "scid-1"),
+                        ("_rdt_uuid", "1684189007728.rdt-1"), ("_epik", "epik-1"),
+                        ("other", "x")]:
         mysql_client.set_cookie(name, value, domain="localhost")
     post_batch(mysql_client, page("p1", "https://x.test/", "2026-05-01T10:00:00Z"))
     assert visitor(mysql_app).cookies == {"_fbp": "fb.1.1700000000000.42",
                                           "_fbc": "fb.1.1700000000000.F", "_ga": "GA1.1.5.6",
-                                          "_ttp": "ttp-1"}
+                                          "_ttp": "ttp-1", "_scid": "scid-1",
+                                          "_rdt_uuid": "1684189007728.rdt-1", "_epik": "epik-1"}
     assert event(mysql_app, "p1").request["ad_cookies"]["_fbp"] == "fb.1.1700000000000.42"
 
 

@@ -57,11 +57,13 @@ def test_referrer_comes_from_context_page_or_properties():
 
 
 def test_ad_cookies_keeps_only_the_known_platform_cookies():
-    cookies = {"_fbp": "fb.1.1700000000000.123", "_fbc": "fb.1.1700000000000.AbC",
-               "_ga": "GA1.1.1.2", "_ttp": "ttp1", "session": "secret", "_gid": "x"}
-    assert ad_cookies(cookies) == {"_fbp": "fb.1.1700000000000.123",
-                                   "_fbc": "fb.1.1700000000000.AbC", "_ga": "GA1.1.1.2",
-                                   "_ttp": "ttp1"}
+    platform = {"_fbp": "fb.1.1700000000000.123", "_fbc": "fb.1.1700000000000.AbC",
+                "_ga": "GA1.1.1.2", "_ttp": "ttp1",
+                "_scid": "8f2c1e4a-5b6d-4c7e-9f80-1a2b3c4d5e6f",  # Snap Pixel
+                "_rdt_uuid": "1684189007728.7c73f2ae-a433-4d7b-9838-f467da98f48e",  # Reddit
+                "_epik": "dj0yJnU9b2JDcFFHekV4SHJNcmVr"}  # Pinterest tag
+    cookies = {**platform, "session": "secret", "_gid": "x"}
+    assert ad_cookies(cookies) == platform
 
 
 def test_ad_cookies_skips_empty_and_oversized_values():

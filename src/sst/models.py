@@ -85,7 +85,7 @@ class Visitor(db.Model):
     latest_touch: Mapped[dict | None] = mapped_column(JSON)
     landing_page: Mapped[str | None] = mapped_column(Text)
     referrer: Mapped[str | None] = mapped_column(Text)
-    cookies: Mapped[dict | None] = mapped_column(JSON)  # _fbp, _fbc, _ga, _ttp as last sent
+    cookies: Mapped[dict | None] = mapped_column(JSON)  # the AD_COOKIES, as last sent
 
 
 class ClickId(db.Model):

@@ -218,7 +218,8 @@ class ConnectorHarness:
     def test_too_old_event(self):
         """Past the platform's age limit: skipped without a request. No limit: sent."""
         p = self.platform
-        old = harness_event(p, event_time=NOW - timedelta(days=30))
+        age = (p.max_event_age or timedelta(days=29)) + timedelta(days=1)
+        old = harness_event(p, event_time=NOW - age)
         if p.max_event_age is None:
             assert harness_connector(p).too_old(old, datetime.now(UTC)) is None
             return

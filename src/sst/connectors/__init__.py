@@ -10,7 +10,10 @@ from marshmallow import ValidationError
 
 logger = logging.getLogger(__name__)
 
-BUILTIN = ("meta", "tiktok", "google_ads", "google_ads_legacy", "ga4", "webhook")
+BUILTIN = (
+    "meta", "tiktok", "google_ads", "google_ads_legacy", "ga4", "webhook",
+    "snapchat", "reddit", "pinterest",
+)
 ENTRY_POINT_GROUP = "sst.connectors"
 
 _registry: dict[str, type] = {}

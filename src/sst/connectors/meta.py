@@ -32,7 +32,8 @@ from sst.connectors.base import (
     loads_or_none,
     parse_retry_after,
 )
-from sst.connectors.fields import money, order_id, products, trait, user_email, user_phone
+from sst.connectors.fields import money, order_id, products
+from sst.connectors.matching import hashed_contact
 from sst.identity import hashing as h
 
 API_VERSION = "v25.0"
@@ -98,19 +99,7 @@ class MetaConnector(Connector):
 
     @staticmethod
     def user_data(e: EventData) -> dict:
-        country = h.meta_country(trait(e, "country"))
-        hashed = {
-            "em": h.hashed(user_email(e), h.normalize_email),
-            "ph": h.hashed(user_phone(e), h.meta_phone),
-            "fn": h.hashed(trait(e, "firstName", "first_name"), h.meta_name),
-            "ln": h.hashed(trait(e, "lastName", "last_name"), h.meta_name),
-            "ct": h.hashed(trait(e, "city"), h.meta_city),
-            "st": h.hashed(trait(e, "state"), h.meta_state),
-            "zp": h.hashed(trait(e, "postalCode", "postal_code", "zip"), h.meta_zip,
-                           country=country),
-            "country": h.hash_normalized(country),
-            "external_id": h.external_id(e.user_id),
-        }
+        hashed = {**hashed_contact(e), "external_id": h.external_id(e.user_id)}
         # Meta takes arrays for the hashed keys (as its SDK sends them).
         ud: dict = {k: [v] for k, v in hashed.items() if v}
         if e.ip:

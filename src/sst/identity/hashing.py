@@ -2,6 +2,7 @@
 
 Meta: https://developers.facebook.com/documentation/ads-commerce/conversions-api/parameters/customer-information-parameters
 Google (Data Manager): https://developers.google.com/data-manager/api/devguides/concepts/formatting
+Reddit: "Manual Advanced Matching" (Reddit Ads docs; docs/connectors.md, Reddit)
 We follow the docs, not Meta's Python SDK, which normalises less (see platforms.md 1.3).
 Every function returns None for empty or unusable input, so callers can drop the key.
 """
@@ -93,6 +94,18 @@ def normalize_email(s: str | None, *, gmail_dots: bool = False) -> str | None:
         if not local:
             return None
     return f"{local}@{domain}"
+
+
+def reddit_email(s: str | None) -> str | None:
+    """Reddit's canonical email: lowercase, the local part cut at its first "+" and stripped
+    of every character that is not a letter or digit, for every domain
+    ("Al.ice$+Apple@Example.Com" -> "alice@example.com")."""
+    email = normalize_email(s)
+    if not email:
+        return None
+    local, domain = email.split("@")
+    local = "".join(ch for ch in local.split("+", 1)[0] if ch.isalnum())
+    return f"{local}@{domain}" if local else None
 
 
 def e164_plus(phone: str | None, default_region: str | None = None) -> str | None:

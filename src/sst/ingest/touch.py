@@ -7,7 +7,9 @@ from urllib.parse import parse_qsl, urlsplit
 from sst.identity.clicks import CLICK_ID_PARAMS
 
 UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id")
-AD_COOKIES = ("_fbp", "_fbc", "_ga", "_ttp")
+# Meta, GA4, TikTok, Snap (Pixel cookie, sent as sc_cookie1), Reddit (Pixel uuid),
+# Pinterest (the tag's copy of the epik click id).
+AD_COOKIES = ("_fbp", "_fbc", "_ga", "_ttp", "_scid", "_rdt_uuid", "_epik")
 MAX_VALUE = 600  # longer values are not click ids; the column holds this much
 
 _CLICK_LOWER = {p.lower(): p for p in CLICK_ID_PARAMS}
