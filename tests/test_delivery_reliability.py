@@ -189,10 +189,37 @@ def test_two_workers_never_send_a_delivery_twice(tmp_path, mysql_url, redis_url)
         finally:
             for p in procs:
                 kill_group(p)  # a burst worker's scheduler child may outlive it
-        assert codes == [0, 0], (tmp_path / "worker1.log").read_text()
+        logs = "\n".join((tmp_path / f"worker{i}.log").read_text() for i in (1, 2))
+        assert codes == [0, 0], logs
 
         _assert_all_sent_once(app, stub, n)
         assert queue.count == 0
+
+
+def test_a_burst_worker_retries_a_sweep_that_lost_a_lock_race(mysql_url, redis_url,
+                                                               monkeypatch):
+    # What InnoDB does to one of two workers whose sweep, relay and claims cross: it rolls
+    # one transaction back with a deadlock. The worker must try again, not exit with the
+    # deliveries still waiting.
+    from sqlalchemy.exc import OperationalError
+
+    real_sweep, calls = jobs.sweep, []
+
+    def sweep_that_deadlocks_twice(state, alive=None):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise OperationalError("SELECT ... FOR UPDATE", {},
+                                   Exception(1213, "Deadlock found when trying to get lock"))
+        return real_sweep(state, alive)
+
+    monkeypatch.setattr(jobs, "sweep", sweep_that_deadlocks_twice)
+    with StubPlatform() as stub:
+        app = mysql_app(mysql_url, redis_url, webhook_dest(stub.url))
+        batch(app, tracks_of(3))
+        run_worker(app, burst=True)
+
+        assert len(calls) > 2
+        assert Counter(d.state for d in deliveries(app)) == {"succeeded": 3}
 
 
 def test_a_stale_job_does_not_send_a_retry_before_it_is_due(mysql_url, redis_url):

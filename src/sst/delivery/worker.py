@@ -135,6 +135,9 @@ def start_embedded_worker(app, poll: float = 0.5, sweep_every: float = 30.0):
 # --- `sst worker` ---------------------------------------------------------------------------
 
 
+BURST_HOUSEKEEPING_TRIES = 5
+
+
 def run_worker(app, *, burst: bool = False, queues=(QUEUE,), worker_class: str = "simple",
                poll: float = 0.5, sweep_every: float = 60.0, with_relay: bool = True) -> None:
     """RQ worker(s) with the scheduler, plus the relay and periodic sweep."""
@@ -152,10 +155,24 @@ def run_worker(app, *, burst: bool = False, queues=(QUEUE,), worker_class: str =
     rq_queues = [Queue(name, connection=connection) for name in queues]
 
     if burst:
+        failures = 0
         while True:
-            with app.app_context():
-                sweep(state, alive)
-                moved = relay(state, enqueue) if with_relay else 0
+            try:
+                with app.app_context():
+                    sweep(state, alive)
+                    moved = relay(state, enqueue) if with_relay else 0
+            except Exception:
+                # Another worker's claim can deadlock with this sweep or relay (InnoDB then
+                # rolls this transaction back, rows untouched): try again, as the
+                # long-running relay loop below does, rather than exit with work left.
+                failures += 1
+                if failures >= BURST_HOUSEKEEPING_TRIES:
+                    raise
+                logger.warning("relay or sweep failed (try %s), retrying", failures,
+                               exc_info=True)
+                time.sleep(0.05 * failures)
+                continue
+            failures = 0
             cls(rq_queues, connection=connection).work(burst=True, with_scheduler=True,
                                                        logging_level="WARNING")
             if not moved:
