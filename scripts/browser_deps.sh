@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure Debian's Chromium is at /usr/bin/chromium for the browser tests (tests/test_browser.py
+# Make sure Debian's Chromium is at /usr/bin/chromium for the browser tests (tests/test_*_browser.py
 # drives it with Playwright's executable_path; we never download Playwright's own browsers).
 # Installs it with apt when missing and this runs as root; otherwise says so and exits 1.
 # The playwright Python package comes with the dev extra (pip install -e '.[dev]').

@@ -80,7 +80,7 @@ message_schema = MessageSchema()
 # quick_load(): what message_schema.load() returns, for the messages that are plainly valid.
 # marshmallow costs ~35 µs per message on the ingest hot path (docs/benchmarks.md); this
 # returns None, and leaves the verdict to marshmallow, for anything it is not sure of (numeric
-# ids, a wrong type, a bad date, a missing per-type field). tests/test_quick_load.py checks it
+# ids, a wrong type, a bad date, a missing per-type field). tests/test_ingest_schema.py checks it
 # against the schema.
 _QUICK_IDS = tuple((name, f.max_length) for name, f in MessageSchema._declared_fields.items()
                    if isinstance(f, IdField))
