@@ -1,3 +1,5 @@
-from sst import create_app
+"""`gunicorn wsgi:app` in a checkout; an installed sst serves `sst.wsgi:app` (same app)."""
 
-app = create_app()
+from sst.wsgi import app
+
+__all__ = ["app"]
