@@ -85,7 +85,7 @@ def keygen():
 @click.option("--port", default=8000, show_default=True, type=int)
 @with_appcontext
 def serve(host, port):
-    """Run the development server (use gunicorn wsgi:app in production)."""
+    """Run the development server (production: gunicorn sst.wsgi:app behind nginx, deploy/)."""
     _run_server(current_app._get_current_object(), host, port)
 
 
