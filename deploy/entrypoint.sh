@@ -10,5 +10,8 @@ for name in $(env | sed -n 's/^\(SST_[A-Z0-9_]*\)_FILE=.*/\1/p'); do
   export "$name=$value"
   unset "${name}_FILE"
 done
+# The image sets PROMETHEUS_MULTIPROC_DIR under /tmp (a tmpfs in compose): make sure it
+# exists for every command. gunicorn.conf.py empties it when the web server starts.
+[ -z "${PROMETHEUS_MULTIPROC_DIR:-}" ] || mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 [ "$#" -gt 0 ] || set -- gunicorn --config /etc/sst/gunicorn.conf.py sst.wsgi:app
 exec "$@"

@@ -211,6 +211,11 @@ def test_entrypoint_reads_file_secrets_and_runs_the_command(tmp_path):
                           env={"PATH": "/usr/bin:/bin", "SST_SECRET_KEY_FILE": str(secret)},
                           capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout) == (0, "s3cret-from-a-file|unset\n")
+    metrics = tmp_path / "metrics"
+    done = subprocess.run(["sh", DEPLOY / "entrypoint.sh", "true"],
+                          env={"PATH": "/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": str(metrics)},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and metrics.is_dir()
     done = subprocess.run(["sh", DEPLOY / "entrypoint.sh", "true"],
                           env={"PATH": "/usr/bin:/bin", "SST_SECRET_KEY_FILE": "/nonexistent"},
                           capture_output=True, text=True, timeout=30)

@@ -9,4 +9,6 @@ conftest.py holds only fixtures; everything a test module imports lives here:
   reports.py       the hand-made data set of test_reports.py
   stub_platform.py a real HTTP server that plays an ad platform
   connectors.py    the connector harness run by every tests/test_connector_<name>.py
+  servers.py       real server processes (gunicorn, nginx): free ports, process groups, waits
+  nginx.py         deploy/nginx/sst.conf on local ports with a self-signed certificate
 """
