@@ -29,8 +29,8 @@ from test_ingest_tag_browser import (  # noqa: F401  (browser, own_redis: shared
     Serving,
     _make_cert,
     browser,
-    eventually,
     events,
+    eventually,
     own_redis,
     sst_cookie,
 )
