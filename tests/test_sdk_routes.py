@@ -191,6 +191,15 @@ def test_segment_settings(client):
     assert doc["legacyVideoPluginsEnabled"] is False
 
 
+@pytest.mark.parametrize("path", [f"/v1/projects/{SERVER_KEY}/settings",
+                                  f"/sourceConfig/?writeKey={SERVER_KEY}"])
+def test_settings_are_readable_only_by_the_key_origins(client, path):
+    """The server-only key lists no origin: its settings exist, but no page may read them."""
+    resp = client.get(path, headers={"Origin": ORIGIN})
+    assert resp.status_code == 200
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
 def test_segment_settings_keep_the_port(client):
     doc = client.get(f"/v1/projects/{WRITE_KEY}/settings",
                      base_url="http://127.0.0.1:8000").get_json()

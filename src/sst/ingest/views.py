@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from sst.cors import add_cors_headers
 from sst.errors import ApiError, StorageUnavailableError
@@ -244,6 +244,7 @@ def _source_for(write_key):
     source = current_state().sources.get(write_key) if write_key else None
     if source is None:
         raise ApiError(404, "unknown_write_key", "no source has this write key")
+    g.cors_origins = source.origins  # readable by this key's pages only
     return source
 
 
