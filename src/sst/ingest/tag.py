@@ -25,15 +25,31 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"  # the repo's, i
 
 
 @cache
-def script() -> tuple[bytes, str]:
-    """sst.js and its ETag."""
-    data = resources.files("sst").joinpath("static/sst.js").read_bytes()
+def script(name: str = "sst.js") -> tuple[bytes, str]:
+    """A served script (sst.js, or a vendor SDK's first-party id plugin) and its ETag."""
+    data = resources.files("sst").joinpath(f"static/{name}").read_bytes()
     return data, hashlib.sha256(data).hexdigest()[:20]
 
 
 @bp.get("/v1/sst.js")
 def sst_js():
-    data, etag = script()
+    return _serve("sst.js")
+
+
+@bp.get("/v1/sst-segment.js")
+def sst_segment_js():
+    """The analytics-next plugin that gives it sst's first-party visitor id."""
+    return _serve("sst-segment.js")
+
+
+@bp.get("/v1/sst-rudderstack.js")
+def sst_rudderstack_js():
+    """The RudderStack v3 loader that gives it sst's first-party visitor id."""
+    return _serve("sst-rudderstack.js")
+
+
+def _serve(name):
+    data, etag = script(name)
     resp = Response(data, mimetype="text/javascript")
     resp.set_etag(etag)
     resp.cache_control.public = True

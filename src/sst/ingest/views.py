@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from sst.cors import add_cors_headers
 from sst.errors import ApiError, StorageUnavailableError
 from sst.extensions import state as current_state
-from sst.ingest import counters, store
+from sst.ingest import counters, sdk_settings, store
 from sst.ingest.pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
 from sst.ingest.prepare import MAX_DEPTH, Rejection, prepare
-from sst.ingest.request import authenticate, choose_visitor, read_body, request_info, set_cookie
+from sst.ingest.request import (
+    authenticate,
+    basic_auth_key,
+    choose_visitor,
+    read_body,
+    request_info,
+    set_cookie,
+)
 from sst.ingest.schema import MESSAGE_TYPES
 from sst.jsonutil import MalformedJSON, dumps, loads, shallow
 from sst.logs import log_rejection
@@ -33,7 +40,11 @@ def _after(resp):
 
 SUCCESS = b'{"success":true}'
 SINGLE = {t: t for t in MESSAGE_TYPES}
-BATCH = {"batch", "import"}
+# analytics.js / @segment/analytics-next post to the first letter of the call type.
+SINGLE.update({"t": "track", "p": "page", "i": "identify", "s": "screen", "g": "group",
+               "a": "alias"})
+BATCH = {"batch", "import", "b"}  # "b": analytics-next's batching mode
+METRICS = "m"  # analytics-next's own telemetry: answered, not kept
 
 
 def _json_response(body: bytes | dict, status=200) -> Response:
@@ -53,8 +64,26 @@ def _reject(status, code, message, *, source=None, details=None, body=None):
 
 @bp.route("/v1/<kind>", methods=["POST"])
 def collect(kind):
+    if kind == METRICS:
+        return _metrics()
     if kind not in SINGLE and kind not in BATCH:
         raise ApiError(404, "not_found", f"no endpoint /v1/{kind[:40]}")
+    return _collect(kind)
+
+
+@bp.route("/beacon/v1/batch", methods=["POST"])
+def rudderstack_beacon():
+    """RudderStack's beacon mode: a text/plain batch with the write key in the query."""
+    return _collect("batch", allow_query=True)
+
+
+def _metrics():
+    """Segment's metrics (/v1/m): read a bounded body and drop it; 200 so the SDK moves on."""
+    read_body(current_state().max_message_bytes)
+    return _json_response(SUCCESS)
+
+
+def _collect(kind, allow_query=False):
     state = current_state()
     is_batch = kind in BATCH
     body = b""
@@ -70,7 +99,7 @@ def collect(kind):
             raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise ApiError(400, "malformed_json", "the body must be a JSON object")
-        source, auth = authenticate(state, payload.get("writeKey"))
+        source, auth = authenticate(state, payload.get("writeKey"), allow_query=allow_query)
         state.check_rate(source)
 
         if is_batch:
@@ -205,4 +234,71 @@ def pixel(kind):
         logger.error("storage unavailable for a pixel hit: %s", exc)
     except Exception:  # an <img> cannot show an error: the contract is the GIF, always
         logger.exception("pixel hit failed on %s", request.path[:64])
+    return resp
+
+
+# --- the vendors' browser SDKs: their start-up documents and sst's first-party id ---------
+
+
+def _source_for(write_key):
+    source = current_state().sources.get(write_key) if write_key else None
+    if source is None:
+        raise ApiError(404, "unknown_write_key", "no source has this write key")
+    g.cors_origins = source.origins  # readable by this key's pages only
+    return source
+
+
+@bp.get("/v1/projects/<write_key>/settings")
+def segment_settings(write_key):
+    """analytics-next's settings (the page sets cdnURL, or the snippet's _cdn, to sst)."""
+    source = _source_for(write_key)
+    # request.host and the scheme are the ones the browser used (ProxyFix when configured).
+    body = sdk_settings.segment_settings(source.write_key, request.host + "/v1", request.scheme)
+    resp = _json_response(body)
+    resp.cache_control.max_age = 300  # what Segment's CDN does: a changed source shows soon
+    return resp
+
+
+@bp.get("/sourceConfig/")
+@bp.get("/sourceConfig")
+def rudderstack_source_config():
+    """RudderStack's source config (the page sets configUrl to sst)."""
+    source = _source_for(request.args.get("writeKey") or basic_auth_key())
+    resp = _json_response(sdk_settings.rudderstack_source_config(source.name, source.write_key))
+    resp.cache_control.max_age = 300
+    return resp
+
+
+@bp.route("/v1/visitor", methods=["POST"])
+def visitor():
+    """The visitor's first-party id for a vendor SDK: one credentialed call per page load.
+
+    Body {"writeKey", "anonymousId"?}. The sst cookie's id when it is valid, else the SDK's
+    anonymousId, else a new one; the answer (re)sets the cookie for 400 days and returns the
+    id so the SDK sends it as its anonymousId (sst-segment.js, sst-rudderstack.js).
+    """
+    state = current_state()
+    body = b""
+    source = None
+    try:
+        body = read_body(state.max_message_bytes, "message_too_large")
+        try:
+            payload = loads(body) if body.strip() else {}
+        except MalformedJSON as exc:
+            raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise ApiError(400, "malformed_json", "the body must be a JSON object")
+        source, auth = authenticate(state, payload.get("writeKey"), allow_query=True)
+        state.check_rate(source)
+        info = request_info(source, auth, request.path)
+        visitor_id = choose_visitor(state, info, True, payload.get("anonymousId"))
+    except ApiError as exc:
+        if exc.status not in (429, 503):
+            _reject(exc.status, exc.code, exc.message,
+                    source=source.name if source else getattr(exc, "source", None), body=body)
+        exc.details.setdefault("code", exc.code)
+        raise
+    resp = _json_response({"anonymousId": visitor_id, "cookie": info.cookie_state})
+    resp.cache_control.no_store = True
+    set_cookie(state, resp, visitor_id)
     return resp
