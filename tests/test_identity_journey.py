@@ -22,7 +22,7 @@ PHONE_DIGITS = hashlib.sha256(b"16505551234").hexdigest()  # Meta, Snap, Pintere
 PHONE_PLUS = hashlib.sha256(E164.encode()).hexdigest()  # Google, TikTok, Reddit: E.164
 # The laptop's landing URL carries every platform's click id.
 CLICKS = {"fbclid": "FBCLICK", "gclid": "GCLICK", "ttclid": "TTCLICK", "ScCid": "SCCLICK",
-          "rdt_cid": "RDTCLICK", "epik": "EPIKCLICK"}
+          "rdt_cid": "RDTCLICK", "epik": "EPIKCLICK", "li_fat_id": "LIFATCLICK"}
 
 
 def _check_meta(body, user_id):
@@ -59,6 +59,12 @@ def _check_pinterest(body, user_id):
     assert ud["click_id"] == "EPIKCLICK" and ud["ph"] == [PHONE_DIGITS]
 
 
+def _check_linkedin(body, user_id):
+    # LinkedIn takes no phone: the laptop's click id is what ties the phone's conversion.
+    ids = body["elements"][0]["user"]["userIds"]
+    assert {"idType": "LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID", "idValue": "LIFATCLICK"} in ids
+
+
 # One row per platform: its destination (base_url added), the request path it posts to, and
 # what its payload must carry after the cross-device journey.
 JOURNEY = [
@@ -77,6 +83,8 @@ JOURNEY = [
     ({"name": "pinterest", "connector": "pinterest", "ad_account_id": "549755885175",
       "access_token": "pn", "events": {"Order Completed": "checkout"}},
      r"^/v5/ad_accounts/549755885175/events", _check_pinterest),
+    ({"name": "linkedin", "connector": "linkedin", "access_token": "li",
+      "events": {"Order Completed": "104012"}}, r"^/rest/conversionEvents", _check_linkedin),
 ]
 
 
