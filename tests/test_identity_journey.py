@@ -19,10 +19,11 @@ PHONE = "+1 (650) 555-1234"
 BASE = "https://t.example.com"  # the cookie's domain is .example.com
 E164 = "+16505551234"
 PHONE_DIGITS = hashlib.sha256(b"16505551234").hexdigest()  # Meta, Snap, Pinterest: no "+"
-PHONE_PLUS = hashlib.sha256(E164.encode()).hexdigest()  # Google, TikTok, Reddit: E.164
+PHONE_PLUS = hashlib.sha256(E164.encode()).hexdigest()  # Google, TikTok, Reddit, MS: E.164
 # The laptop's landing URL carries every platform's click id.
 CLICKS = {"fbclid": "FBCLICK", "gclid": "GCLICK", "ttclid": "TTCLICK", "ScCid": "SCCLICK",
-          "rdt_cid": "RDTCLICK", "epik": "EPIKCLICK", "li_fat_id": "LIFATCLICK"}
+          "rdt_cid": "RDTCLICK", "epik": "EPIKCLICK", "li_fat_id": "LIFATCLICK",
+          "msclkid": "MSCLICK"}
 
 
 def _check_meta(body, user_id):
@@ -65,6 +66,11 @@ def _check_linkedin(body, user_id):
     assert {"idType": "LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID", "idValue": "LIFATCLICK"} in ids
 
 
+def _check_microsoft(body, user_id):
+    ud = body["data"][0]["userData"]
+    assert ud["msclkid"] == "MSCLICK" and ud["ph"] == PHONE_PLUS
+
+
 # One row per platform: its destination (base_url added), the request path it posts to, and
 # what its payload must carry after the cross-device journey.
 JOURNEY = [
@@ -85,6 +91,9 @@ JOURNEY = [
      r"^/v5/ad_accounts/549755885175/events", _check_pinterest),
     ({"name": "linkedin", "connector": "linkedin", "access_token": "li",
       "events": {"Order Completed": "104012"}}, r"^/rest/conversionEvents", _check_linkedin),
+    ({"name": "microsoft", "connector": "microsoft_ads", "tag_id": "343000123",
+      "access_token": "ms", "events": {"Order Completed": "purchase"}},
+     r"^/v1/343000123/events", _check_microsoft),
 ]
 
 
