@@ -162,11 +162,14 @@ class LinkedInConnector(Connector):
         if 200 <= status < 300 and isinstance(elements, list):
             statuses = [el.get("status") if isinstance(el, dict) else None for el in elements]
             ok = sum(isinstance(s, int) and 200 <= s < 300 for s in statuses)
+            # Refused for good; an element answered 429 or 5xx is sent again, and counted
+            # by the attempt that settles it.
+            refused = [(el, s) for el, s in zip(elements, statuses, strict=False)
+                       if not (isinstance(s, int) and (200 <= s < 300 or s >= 500
+                                                       or s in (408, 425, 429)))]
             reasons = [str(((el.get("error") or {}) if isinstance(el, dict) else {})
-                           .get("message") or f"status {s}")[:300]
-                       for el, s in zip(elements, statuses, strict=False)
-                       if not (isinstance(s, int) and 200 <= s < 300)]
-            return Acknowledgement(accepted=ok, rejected=len(elements) - ok,
+                           .get("message") or f"status {s}")[:300] for el, s in refused]
+            return Acknowledgement(accepted=ok, rejected=len(refused),
                                    request_id=request_id, reasons=_distinct(reasons))
         reasons = [str(data["message"])[:300]] if data.get("message") else []
         if request_id or reasons:
