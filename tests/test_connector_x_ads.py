@@ -86,7 +86,8 @@ def test_signature_helper_reproduces_xs_published_example():
 def test_exact_payload():
     (req,) = conn().build_requests([ev()])
     assert req.url == URL
-    assert req.headers == {"Content-Type": "application/json"}  # signed when sent
+    assert req.headers == {"Content-Type": "application/json",
+                           "Authorization": "OAuth (signed when sent)"}  # signed when sent
     assert json.loads(req.body) == {"conversions": [{
         "conversion_time": "2026-03-01T12:00:05.900Z",
         "event_id": "tw-o8z6j-o87ne",

@@ -6,8 +6,8 @@ API: POST https://ads-api.x.com/12/measurement/conversions/{pixel_id}, signed wi
 success is {"data": {"conversions_processed": N, "debug_id": ...}}, errors
 {"errors": [{"code", "message"}]} (developer.x.com …/measurement/web-conversions). The
 signature is computed per request by oauthlib (RFC 5849 HMAC-SHA1; the JSON body is not part
-of it, as with requests-oauthlib and X's own Python SDK), so `build_requests` stays pure and
-previews show the request without an Authorization header. No test mode. Facts and sources:
+of it, as with requests-oauthlib and X's own Python SDK), so `build_requests` stays pure;
+previews show its stand-in header masked as "OAuth ***". No test mode. Facts and sources:
 docs/connectors.md, X.
 """
 
@@ -42,6 +42,7 @@ from sst.connectors.fields import currency, order_value, products, user_email, u
 from sst.identity import hashing as h
 
 CLICK_ID = "twclid"
+UNSIGNED = "OAuth (signed when sent)"
 CLICK_COOKIE = "_twclid"  # the X pixel's first-party copy of the click
 # X's Ads API error codes that a later try can get past (its "Response codes" list).
 TRANSIENT_CODES = frozenset({"TOO_MANY_REQUESTS", "OVER_CAPACITY", "SERVICE_UNAVAILABLE",
@@ -79,7 +80,10 @@ class XAdsConnector(Connector):
         url = (f"{self.base_url}/{s.get('api_version') or '12'}/measurement/conversions/"
                f"{quote(s['pixel_id'], safe='')}")
         return [
-            OutgoingRequest("POST", url, {"Content-Type": "application/json"},
+            # The real Authorization is signed as the request goes out (send_request); this
+            # stand-in shows in previews as the "OAuth ***" a Track records.
+            OutgoingRequest("POST", url, {"Content-Type": "application/json",
+                                          "Authorization": UNSIGNED},
                             dumps({"conversions": [self.conversion(e) for e in batch]}),
                             [e.message_id for e in batch])
             for batch in self.chunks(self.sendable(events), self.max_batch)
