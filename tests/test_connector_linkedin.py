@@ -104,6 +104,13 @@ def test_match_keys_and_empty_user_ids():
     assert "no email, li_fat_id" in c.skip_reason(bare)
 
 
+def test_company_trait_as_segment_object():
+    traits = {"firstName": "Mike", "lastName": "Smith", "company": {"name": "Contoso"}}
+    (req,) = conn().build_requests([ev(traits=traits)])
+    info = json.loads(req.body)["elements"][0]["user"]["userInfo"]
+    assert info == {"firstName": "Mike", "lastName": "Smith", "companyName": "Contoso"}
+
+
 def test_no_value_without_currency():
     (req,) = conn().build_requests([ev(properties={"revenue": 3})])
     assert "conversionValue" not in json.loads(req.body)["elements"][0]

@@ -159,6 +159,19 @@ def test_twclid_from_the_pixel_cookie_plain_or_url_encoded():
     assert "twclid" not in json.loads(req.body)["conversions"][0]["identifiers"][0]
 
 
+def test_event_must_map_to_an_x_event_id():
+    assert conn().skip_reason(ev(platform_event="o87ne")) is None
+    assert "not an X event id" in conn().skip_reason(ev(platform_event="Purchase"))
+
+
+def test_item_counts_only_as_positive_integers():
+    (req,) = conn().build_requests([ev(properties={"products": [
+        {"product_id": "p1", "quantity": 1.5}]})])
+    conversion = json.loads(req.body)["conversions"][0]
+    assert "number_items" not in conversion
+    assert conversion["contents"] == [{"content_id": "p1"}]
+
+
 def test_ip_and_user_agent_alone_do_not_match():
     assert "no twclid" in conn().skip_reason(ev(click_ids={}, cookies={}, email=None,
                                                 phone=None))

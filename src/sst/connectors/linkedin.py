@@ -199,7 +199,9 @@ def _user_info(e: EventData) -> dict | None:
     if not (first and last):
         return None
     info = {"firstName": first.strip(), "lastName": last.strip()}
-    extra = {"companyName": trait(e, "company", "companyName"),
+    company = (e.traits or {}).get("company")
+    extra = {"companyName": trait(e, "companyName", "company") or (
+                 company.get("name") if isinstance(company, dict) else None),
              "title": trait(e, "title", "jobTitle"),
              "countryCode": (h.meta_country(trait(e, "country")) or "").upper() or None}
     info.update({k: v.strip() if isinstance(v, str) else v for k, v in extra.items() if v})

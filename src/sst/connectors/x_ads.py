@@ -13,6 +13,7 @@ docs/connectors.md, X.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC
@@ -44,6 +45,8 @@ from sst.identity import hashing as h
 CLICK_ID = "twclid"
 UNSIGNED = "OAuth (signed when sent)"
 CLICK_COOKIE = "_twclid"  # the X pixel's first-party copy of the click
+# An X event id: "tw-<pixel id>-<event id>" or the bare event id, both base 36.
+_EVENT_ID = re.compile(r"^(tw-[0-9a-z]+-)?[0-9a-z]+$")
 # X's Ads API error codes that a later try can get past (its "Response codes" list).
 TRANSIENT_CODES = frozenset({"TOO_MANY_REQUESTS", "OVER_CAPACITY", "SERVICE_UNAVAILABLE",
                              "INTERNAL_ERROR", "TIMEOUT"})
@@ -69,6 +72,9 @@ class XAdsConnector(Connector):
     default_base_url = "https://ads-api.x.com"
 
     def skip_reason(self, event: EventData) -> str | None:
+        if not _EVENT_ID.match(event.platform_event or ""):
+            return (f"x_ads: event mapped to {event.platform_event!r}, not an X event id "
+                    "(tw-<pixel id>-<event id>, or the base-36 event id)")
         # One of twclid, hashed email, hashed phone is required; IP and user agent only
         # count beside one of them.
         if _click_id(event) or user_email(event) or user_phone(event):
@@ -107,11 +113,13 @@ class XAdsConnector(Connector):
             out["price_currency"] = cur
         items = products(props)
         if items:
-            out["number_items"] = int(sum(i.get("quantity", 1) for i in items))
+            count = sum(i.get("quantity", 1) for i in items)
+            if isinstance(count, int) and count > 0:  # X: an integer greater than zero
+                out["number_items"] = count
             out["contents"] = [
                 {k2: i[k1] for k1, k2 in (("id", "content_id"), ("name", "content_name"),
                                           ("price", "content_price"), ("quantity", "num_items"))
-                 if k1 in i}
+                 if k1 in i and not (k2 == "num_items" and not isinstance(i[k1], int))}
                 for i in items
             ]
         if props.get("query"):
