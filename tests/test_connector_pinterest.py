@@ -183,3 +183,27 @@ ERROR_BODIES = [
 @pytest.mark.parametrize(ERROR_BODY_FIELDS, ERROR_BODIES, ids=error_body_ids(ERROR_BODIES))
 def test_error_body(status, body, kind, code):
     check_error_body(PINTEREST, status, body, kind, code)
+
+
+# --- what Pinterest says it did: its counts and each failed event's words -------------------
+
+def test_acknowledgement_counts_and_reasons():
+    body = {"num_events_received": 3, "num_events_processed": 1, "events": [
+        {"status": "processed"},
+        {"status": "failed", "error_message": "event_time is too far in the past"},
+        {"status": "failed", "error_message": "event_time is too far in the past"}]}
+    ack = send(conn(), 200, body, n=3).exchanges[0].acknowledgement
+    assert (ack.accepted, ack.rejected) == (1, 2)
+    assert ack.reasons == ["event_time is too far in the past"]
+
+
+def test_acknowledgement_of_a_422_and_of_an_error():
+    body = {"code": 4196, "message": "Not all events were successfully processed.",
+            "details": {"num_events_received": 2, "num_events_processed": 1, "events": [
+                {"status": "failed", "error_message": "user_data is missing"},
+                {"status": "processed"}]}}
+    ack = send(conn(), 422, body, n=2).exchanges[0].acknowledgement
+    assert (ack.accepted, ack.rejected, ack.reasons) == (1, 1, ["user_data is missing"])
+    ack = send(conn(), 401, {"code": 2, "message": "Authentication failed."}) \
+        .exchanges[0].acknowledgement
+    assert (ack.accepted, ack.reasons) == (None, ["Authentication failed."])

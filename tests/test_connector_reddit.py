@@ -160,3 +160,40 @@ ERROR_BODIES = [
 @pytest.mark.parametrize(ERROR_BODY_FIELDS, ERROR_BODIES, ids=error_body_ids(ERROR_BODIES))
 def test_error_body(status, body, kind, code):
     check_error_body(REDDIT, status, body, kind, code)
+
+
+# --- what Reddit says it did: counts, and the invalid events it names ----------------------
+
+def send_many(status, body, n=3):
+    now = datetime.now(UTC)
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, URL, status=status, json=body)
+        return conn().send([ev(message_id=f"m{i}", event_time=now) for i in range(n)])
+
+
+def test_success_message_gives_the_count():
+    res = send_many(200, {"message": "Successfully processed 3 conversion events."})
+    ack = res.exchanges[0].acknowledgement
+    assert (ack.accepted, ack.rejected, ack.reasons) == (3, 0, [])
+
+
+def test_invalid_events_are_refused_and_the_rest_go_again():
+    body = {"message": "There were 1 invalid conversion events. None were processed.",
+            "invalid_events": [{"error_message": "event_type with custom_event_name must be "
+                                                 "a Custom event: Purchase",
+                                "event": {"event_metadata": {"conversion_id": "m1"}}}]}
+    res = send_many(400, body)
+    assert (res.outcomes["m1"].kind, res.outcomes["m1"].code) == ("permanent", "invalid_event")
+    assert "must be a Custom event" in res.outcomes["m1"].error
+    assert {res.outcomes[m].kind for m in ("m0", "m2")} == {"retryable"}
+    assert res.outcomes["m0"].code == "rejected_with_batch"
+    ack = res.exchanges[0].acknowledgement
+    assert (ack.accepted, ack.rejected) == (0, 1)
+    assert ack.reasons == ["event_type with custom_event_name must be a Custom event: Purchase"]
+
+
+def test_invalid_events_that_cannot_be_placed_fail_the_batch():
+    body = {"message": "There were 1 invalid conversion events. None were processed.",
+            "invalid_events": [{"error_message": "bad", "event": {}}]}
+    res = send_many(400, body, n=2)
+    assert {(o.kind, o.code) for o in res.outcomes.values()} == {("permanent", "invalid_events")}

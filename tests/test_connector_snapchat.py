@@ -197,3 +197,26 @@ ERROR_BODIES = [
 @pytest.mark.parametrize(ERROR_BODY_FIELDS, ERROR_BODIES, ids=error_body_ids(ERROR_BODIES))
 def test_error_body(status, body, kind, code):
     check_error_body(SNAPCHAT, status, body, kind, code)
+
+
+# --- what Snap says it did: INVALID with its words; /validate's verdict per event -----------
+
+def test_acknowledgement_of_invalid_and_valid_answers():
+    body = {"status": "INVALID", "reason": "Some events were invalid.",
+            "errors": {"codes": ["INVALID_EVENT_NAME"], "error_msgs": ["bad event_name"]}}
+    ack = send(conn(), 200, body).exchanges[0].acknowledgement
+    assert (ack.accepted, ack.rejected, ack.reasons) == (None, None, ["bad event_name"])
+    assert send(conn(), 200, {"status": "VALID"}).exchanges[0].acknowledgement is None
+
+
+def test_acknowledgement_counts_validate_event_logs():
+    body = {"status": "VALID", "test_event": True, "event_logs": [
+        {"event": 0, "status": "VALID"},
+        {"event": 1, "status": "INVALID", "errors": {"error_msgs": ["no user_data"]}},
+        {"event": 2, "status": "VALID"}]}
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, URL + "/validate", json=body)
+        now = datetime.now(UTC)
+        res = conn(validate=True).send([ev(message_id=m, event_time=now) for m in "abc"])
+    ack = res.exchanges[0].acknowledgement
+    assert (ack.accepted, ack.rejected, ack.reasons) == (2, 1, ["no user_data"])

@@ -19,10 +19,11 @@ PHONE = "+1 (650) 555-1234"
 BASE = "https://t.example.com"  # the cookie's domain is .example.com
 E164 = "+16505551234"
 PHONE_DIGITS = hashlib.sha256(b"16505551234").hexdigest()  # Meta, Snap, Pinterest: no "+"
-PHONE_PLUS = hashlib.sha256(E164.encode()).hexdigest()  # Google, TikTok, Reddit: E.164
+PHONE_PLUS = hashlib.sha256(E164.encode()).hexdigest()  # Google, TikTok, Reddit, MS, X: E.164
 # The laptop's landing URL carries every platform's click id.
 CLICKS = {"fbclid": "FBCLICK", "gclid": "GCLICK", "ttclid": "TTCLICK", "ScCid": "SCCLICK",
-          "rdt_cid": "RDTCLICK", "epik": "EPIKCLICK"}
+          "rdt_cid": "RDTCLICK", "epik": "EPIKCLICK", "li_fat_id": "LIFATCLICK",
+          "msclkid": "MSCLICK", "twclid": "TWCLICK"}
 
 
 def _check_meta(body, user_id):
@@ -59,6 +60,22 @@ def _check_pinterest(body, user_id):
     assert ud["click_id"] == "EPIKCLICK" and ud["ph"] == [PHONE_DIGITS]
 
 
+def _check_linkedin(body, user_id):
+    # LinkedIn takes no phone: the laptop's click id is what ties the phone's conversion.
+    ids = body["elements"][0]["user"]["userIds"]
+    assert {"idType": "LINKEDIN_FIRST_PARTY_ADS_TRACKING_UUID", "idValue": "LIFATCLICK"} in ids
+
+
+def _check_microsoft(body, user_id):
+    ud = body["data"][0]["userData"]
+    assert ud["msclkid"] == "MSCLICK" and ud["ph"] == PHONE_PLUS
+
+
+def _check_x(body, user_id):
+    ident = body["conversions"][0]["identifiers"][0]
+    assert ident["twclid"] == "TWCLICK" and ident["hashed_phone_number"] == PHONE_PLUS
+
+
 # One row per platform: its destination (base_url added), the request path it posts to, and
 # what its payload must carry after the cross-device journey.
 JOURNEY = [
@@ -77,6 +94,15 @@ JOURNEY = [
     ({"name": "pinterest", "connector": "pinterest", "ad_account_id": "549755885175",
       "access_token": "pn", "events": {"Order Completed": "checkout"}},
      r"^/v5/ad_accounts/549755885175/events", _check_pinterest),
+    ({"name": "linkedin", "connector": "linkedin", "access_token": "li",
+      "events": {"Order Completed": "104012"}}, r"^/rest/conversionEvents", _check_linkedin),
+    ({"name": "microsoft", "connector": "microsoft_ads", "tag_id": "343000123",
+      "access_token": "ms", "events": {"Order Completed": "purchase"}},
+     r"^/v1/343000123/events", _check_microsoft),
+    ({"name": "x", "connector": "x_ads", "pixel_id": "o8z6j", "consumer_key": "ck",
+      "consumer_secret": "cs", "access_token": "at", "access_token_secret": "ats",
+      "events": {"Order Completed": "tw-o8z6j-o87ne"}},
+     r"^/12/measurement/conversions/o8z6j", _check_x),
 ]
 
 

@@ -12,7 +12,8 @@ logger = logging.getLogger(__name__)
 
 BUILTIN = (
     "meta", "tiktok", "google_ads", "google_ads_legacy", "ga4", "webhook",
-    "snapchat", "reddit", "pinterest",
+    "snapchat", "reddit", "pinterest", "linkedin",
+    "microsoft_ads", "x_ads",
 )
 ENTRY_POINT_GROUP = "sst.connectors"
 

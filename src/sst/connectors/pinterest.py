@@ -20,6 +20,7 @@ from sst.connectors.base import (
     PERMANENT,
     RETRYABLE,
     SUCCESS,
+    Acknowledgement,
     Connector,
     ConnectorSettings,
     EventData,
@@ -165,6 +166,29 @@ class PinterestConnector(Connector):
             out = http_outcome(status, headers, (body or "")[:500])
         return {mid: out for mid in request.message_ids}
 
+    def acknowledge(self, request: OutgoingRequest, status: int, body: str,
+                    headers: Mapping) -> Acknowledgement | None:
+        """Pinterest's own counts, num_events_received and num_events_processed (in a 200,
+        or in a 422's details), and each failed event's error_message; an error body's
+        message otherwise."""
+        data = loads_or_none(body)
+        if not isinstance(data, dict):
+            return None
+        report = data if "num_events_received" in data else data.get("details")
+        if isinstance(report, dict) and _count(report.get("num_events_processed")) is not None:
+            processed = _count(report["num_events_processed"])
+            received = _count(report.get("num_events_received"))
+            events = report.get("events") if isinstance(report.get("events"), list) else []
+            reasons = [str(ev.get("error_message") or ev.get("status") or FAILED)[:300]
+                       for ev in events if isinstance(ev, dict) and ev.get("status") != PROCESSED]
+            return Acknowledgement(
+                accepted=processed,
+                rejected=max(0, received - processed) if received is not None else None,
+                reasons=list(dict.fromkeys(reasons))[:5])
+        if data.get("message"):
+            return Acknowledgement(reasons=[str(data["message"])[:300]])
+        return None
+
     @staticmethod
     def per_event(request: OutgoingRequest, events: list, status: int) -> dict[str, Outcome]:
         """Outcome per event from `events[i]` (same order as the request's data)."""
@@ -181,6 +205,11 @@ class PinterestConnector(Connector):
             outcomes[mid] = Outcome(PERMANENT, code=f"HTTP {status}",
                                     error=f"HTTP {status} Pinterest: event missing from answer")
         return outcomes
+
+
+def _count(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
 
 
 def _decimal(value: float) -> str:

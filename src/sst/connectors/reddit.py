@@ -10,6 +10,7 @@ docs/connectors.md, Reddit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, timedelta
 from urllib.parse import quote
@@ -19,7 +20,9 @@ from marshmallow import fields
 from sst.connectors import register
 from sst.connectors.base import (
     PERMANENT,
+    RETRYABLE,
     SUCCESS,
+    Acknowledgement,
     Connector,
     ConnectorSettings,
     EventData,
@@ -118,6 +121,9 @@ class RedditConnector(Connector):
     def classify(self, request: OutgoingRequest, status: int, body: str,
                  headers: Mapping) -> dict[str, Outcome]:
         data = loads_or_none(body)
+        invalid = _invalid_events(data)
+        if invalid:
+            return self.invalid_outcomes(request, data, invalid, status)
         err = data.get("error") if isinstance(data, dict) else None
         if 200 <= status < 300 and not err:
             return {mid: Outcome(SUCCESS, code=f"HTTP {status}") for mid in request.message_ids}
@@ -133,6 +139,64 @@ class RedditConnector(Connector):
         else:  # Reddit documents no error codes of its own: 429 and 5xx retry, other 4xx stop
             out = http_outcome(status, headers, detail)
         return {mid: out for mid in request.message_ids}
+
+
+    @staticmethod
+    def invalid_outcomes(request: OutgoingRequest, data: dict, invalid: list[dict],
+                         status: int) -> dict[str, Outcome]:
+        """Reddit checks the whole batch and, when some events are invalid, processes none
+        ("There were 1 invalid conversion events. None were processed."), naming each one
+        with its error_message. Those are refused for good; the others were never looked at,
+        so they go again without them (Reddit finds them by conversion_id, our message id)."""
+        by_id = {}
+        for item in invalid:
+            event = item.get("event") if isinstance(item.get("event"), dict) else {}
+            md = event.get("event_metadata") if isinstance(event.get("event_metadata"),
+                                                           dict) else {}
+            by_id.setdefault(str(md.get("conversion_id")), str(item.get("error_message")
+                                                               or "invalid event")[:300])
+        found = [mid for mid in request.message_ids if mid in by_id]
+        message = str(data.get("message") or "")
+        if not found:  # the answer names events we cannot place: all share its reasons
+            reasons = "; ".join(dict.fromkeys(str(i.get("error_message")) for i in invalid))
+            out = Outcome(PERMANENT, error=f"HTTP {status} Reddit: {reasons}"[:500],
+                          code="invalid_events")
+            return {mid: out for mid in request.message_ids}
+        others = Outcome(RETRYABLE, code="rejected_with_batch",
+                         error=f"HTTP {status} Reddit: not processed because of other events "
+                               f"({message or 'invalid events in the batch'})"[:500])
+        return {mid: (Outcome(PERMANENT, error=f"HTTP {status} Reddit: {by_id[mid]}",
+                              code="invalid_event") if mid in by_id else others)
+                for mid in request.message_ids}
+
+    def acknowledge(self, request: OutgoingRequest, status: int, body: str,
+                    headers: Mapping) -> Acknowledgement | None:
+        """Reddit's answer in words: "Successfully processed N conversion events.", or the
+        invalid events with their error_message (and "None were processed"), or an error."""
+        data = loads_or_none(body)
+        if not isinstance(data, dict):
+            return None
+        message = str(data.get("message") or "")
+        invalid = _invalid_events(data)
+        if invalid:
+            reasons = [str(i.get("error_message") or "invalid event")[:300] for i in invalid]
+            none = "none were processed" in message.lower()
+            return Acknowledgement(accepted=0 if none else None, rejected=len(invalid),
+                                   reasons=list(dict.fromkeys(reasons))[:5])
+        done = _PROCESSED.search(message)
+        if 200 <= status < 300 and done and not data.get("error"):
+            return Acknowledgement(accepted=int(done.group(1)), rejected=0)
+        err = data.get("error") if isinstance(data.get("error"), dict) else {}
+        reason = err.get("message") or (message if status >= 300 else None)
+        return Acknowledgement(reasons=[str(reason)[:300]]) if reason else None
+
+
+_PROCESSED = re.compile(r"processed (\d+) conversion events", re.IGNORECASE)
+
+
+def _invalid_events(data) -> list[dict]:
+    items = data.get("invalid_events") if isinstance(data, dict) else None
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
 
 def _trimmed(value: str | None) -> str | None:

@@ -20,6 +20,7 @@ from sst.connectors import register
 from sst.connectors.base import (
     PERMANENT,
     SUCCESS,
+    Acknowledgement,
     Connector,
     ConnectorSettings,
     EventData,
@@ -141,6 +142,26 @@ class SnapchatConnector(Connector):
             out.code = _codes(data) or out.code
         return {mid: out for mid in request.message_ids}
 
+    def acknowledge(self, request: OutgoingRequest, status: int, body: str,
+                    headers: Mapping) -> Acknowledgement | None:
+        """Snap gives no count for /events: VALID takes the request, INVALID refuses it with
+        its `reason` and `errors.error_msgs`. /validate's event_logs judge each event, so
+        they give the counts."""
+        data = loads_or_none(body)
+        if not isinstance(data, dict):
+            return None
+        logs = data.get("event_logs")
+        if 200 <= status < 300 and isinstance(logs, list):
+            bad = [log for log in logs if isinstance(log, dict)
+                   and (log.get("status") == INVALID or _detail(log))]
+            n = len(request.message_ids)
+            return Acknowledgement(accepted=max(0, n - len(bad)), rejected=min(n, len(bad)),
+                                   reasons=_distinct(_detail(log) or INVALID for log in bad))
+        if data.get("status") == INVALID or _detail(data):
+            return Acknowledgement(reasons=_distinct([_detail(data) or str(data.get("reason")
+                                                                           or INVALID)]))
+        return None
+
     @staticmethod
     def validate_outcomes(request: OutgoingRequest, logs: list,
                           status: int) -> dict[str, Outcome]:
@@ -170,6 +191,10 @@ def _codes(data: Mapping) -> str | None:
     errors = data.get("errors") if isinstance(data.get("errors"), dict) else {}
     codes = [str(c) for c in errors.get("codes") or [] if c]
     return ",".join(codes) or None
+
+
+def _distinct(items, limit: int = 5) -> list[str]:
+    return list(dict.fromkeys(str(i)[:300] for i in items))[:limit]
 
 
 def _text(value) -> str:

@@ -208,9 +208,11 @@ def reconciliation(exch, outcomes: list[Outcome], confirms_acceptance: bool) -> 
         sum(o.kind == SUCCESS for o in final) if confirms_acceptance else None)
     rejected = ack.rejected if ack and ack.rejected is not None else sum(
         o.kind == PERMANENT for o in final)
-    reasons = list(ack.reasons) if ack and ack.reasons else []
-    reasons += sorted({(o.error or o.code or "")[:300] for o in outcomes
-                       if o.kind == PERMANENT and (o.error or o.code)})
+    # The platform's own words when its answer gives them (the per-event errors repeat them
+    # with our prefixes), else what classification said about each refused event.
+    reasons = list(ack.reasons) if ack and ack.reasons and final else sorted(
+        {(o.error or o.code or "")[:300] for o in outcomes
+         if o.kind == PERMANENT and (o.error or o.code)})
     return {"events_sent": sent, "events_accepted": accepted if sent else 0,
             "events_rejected": rejected if sent else 0,
             "platform_request_id": ack.request_id[:255] if ack and ack.request_id else None,

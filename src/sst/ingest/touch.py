@@ -8,8 +8,11 @@ from sst.identity.clicks import CLICK_ID_PARAMS
 
 UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id")
 # Meta, GA4, TikTok, Snap (Pixel cookie, sent as sc_cookie1), Reddit (Pixel uuid),
-# Pinterest (the tag's copy of the epik click id).
-AD_COOKIES = ("_fbp", "_fbc", "_ga", "_ttp", "_scid", "_rdt_uuid", "_epik")
+# Pinterest (the tag's copy of the epik click id), LinkedIn (the Insight Tag's copy of
+# li_fat_id), Microsoft UET (its copy of msclkid, and its visitor id), X (its pixel's copy of
+# twclid).
+AD_COOKIES = ("_fbp", "_fbc", "_ga", "_ttp", "_scid", "_rdt_uuid", "_epik", "li_fat_id",
+              "_uetmsclkid", "_uetvid", "_twclid")
 MAX_VALUE = 600  # longer values are not click ids; the column holds this much
 
 _CLICK_LOWER = {p.lower(): p for p in CLICK_ID_PARAMS}

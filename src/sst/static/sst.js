@@ -2,7 +2,8 @@
 (function (w, d) {
   "use strict";
   var VERSION = "1.0.0";
-  var AD_COOKIES = ["_fbp", "_fbc", "_ga", "_ttp", "_scid", "_rdt_uuid", "_epik"];
+  var AD_COOKIES = ["_fbp", "_fbc", "_ga", "_ttp", "_scid", "_rdt_uuid", "_epik",
+    "li_fat_id", "_uetmsclkid", "_uetvid", "_twclid"];
   var me = d.currentScript;
   var pre = w.sst && !w.sst.loaded ? w.sst : {}; // the inline init: {config, q}
   var cfg = pre.config || {};
