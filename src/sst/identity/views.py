@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 
 import phonenumbers
 from flask import Blueprint, Response, current_app, request
@@ -179,13 +180,12 @@ def verify():
         raise _unavailable("codes cannot be checked right now", verified=False)
 
     info = request_info(source, auth, request.path)
-    visitor = choose_visitor(state, info, request.headers.get("Origin") is not None,
-                       body.get("anonymousId"))
+    devices = _devices_to_link(state, info, body)
     try:
         user_id, created = people.person_for_phone(state.engine, phone, secret)
-        for anon in {visitor, _str_id(body.get("anonymousId"))} - {None}:
+        for anon in devices:
             people.link_device(state.engine, anon, user_id)
-        _record_events(state, info, user_id, visitor or _str_id(body.get("anonymousId")))
+        _record_events(state, info, user_id, devices[0] if devices else None)
     except (StorageUnavailableError, OperationalError) as exc:
         # person_for_phone and link_device write through the engine directly: their
         # OperationalError must be a 503 too, not an unexpected 500.
@@ -197,9 +197,26 @@ def verify():
     logger.info("phone %s verified (%s person)", mask_phone(phone),
                 "new" if created else "known")
     resp = _json({"verified": True, "userId": user_id}, 200)
-    if visitor is not None:
-        set_cookie(state, resp, visitor)
+    if devices and info.visitor_id is not None:
+        set_cookie(state, resp, info.visitor_id)
     return resp
+
+
+def _devices_to_link(state, info, body) -> list[str]:
+    """The anonymous ids a successful verification ties to the Person (M3).
+
+    The caller's own device only: a valid sst cookie's id, or, for a browser without one, a
+    new id that becomes its cookie. A body anonymousId is the caller's word, not proof: a
+    browser key (public) could name somebody else's device with it, so it is linked only
+    for a server-only key, whose caller is the site's own backend."""
+    browser = request.headers.get("Origin") is not None
+    body_id = _str_id(body.get("anonymousId"))
+    visitor = choose_visitor(state, info, browser, body_id if info.trusted else None)
+    info.visitor_id = visitor
+    devices = [visitor] if visitor is not None else []
+    if info.trusted and body_id is not None and body_id not in devices:
+        devices.append(body_id)
+    return devices
 
 
 def _str_id(value):
@@ -211,7 +228,8 @@ def _str_id(value):
 def _record_events(state, info, user_id, anonymous_id) -> None:
     """An identify call for the verification, and the configured conversion event; both
     flow to destinations like any other event."""
-    info.visitor_id = None  # ids are set explicitly below
+    info = replace(info, visitor_id=None, trusted=True)  # ids are set explicitly below;
+    # these messages are sst's own word that the device verified the phone
     messages = [{"type": "identify", "userId": user_id, "anonymousId": anonymous_id,
                  "messageId": f"otp-{uuid.uuid4()}", "traits": {"phoneVerified": True}}]
     conversion = _setting("conversion_event")

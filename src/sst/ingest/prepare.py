@@ -44,6 +44,10 @@ class RequestInfo:
     batch_sent_at: object = None  # a batch's own sentAt
     extra_touch_url: str | None = None  # the pixel request's own URL (email links)
     shallow: bool = False  # the body has too few brackets for any message to be too deep
+    # A server-only key (origins = []) or sst's own OTP verification: only such a message's
+    # userId may tie the device to a verified Person (contract section 4). A browser key is
+    # public, so its userId is stored as sent and claims nobody.
+    trusted: bool = False
 
 
 # MariaDB's JSON columns refuse documents nested 32 levels or more (JSON_VALID's limit);
@@ -142,6 +146,8 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
         request["ad_cookies"] = ad_cookies
     if index is not None:
         request["batch_index"] = index
+    if info.trusted and user_id:
+        request["trusted"] = True  # event_data joins this userId to its Person
     row = {
         "source": info.source,
         "message_id": message_id,
@@ -165,14 +171,15 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
     }
 
     links = []
+    link_kind = "user_id" if info.trusted else "claimed_user_id"
     if anonymous_id is not None:
         if client_anon and client_anon != anonymous_id:
             links.append((anonymous_id, "anonymous_id", client_anon))
         if user_id and kind in ("identify", "alias"):
-            links.append((anonymous_id, "user_id", user_id))
+            links.append((anonymous_id, link_kind, user_id))
     previous = msg.get("previousId")
     if kind == "alias" and previous and user_id and previous != anonymous_id:
-        links.append((previous[:128], "user_id", user_id))
+        links.append((previous[:128], link_kind, user_id))
 
     touch = None
     if anonymous_id is not None:
