@@ -181,6 +181,12 @@ def create_app(overrides=None):
         app.config.update(overrides)
 
     check_production(app.config)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        # A bound for every route and every way of sending a body (chunked, multipart, form):
+        # werkzeug refuses to read past it, whatever a view does with the request (H2). The
+        # ingest views bound their own bodies tighter; this only has to cover the largest
+        # (a batch, gzip's few bytes of overhead included).
+        app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_BATCH_BYTES"]) + 64 * 1024
     from sst.logs import configure_logging
 
     configure_logging(app)
@@ -246,6 +252,8 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
+        if exc.code == 413:
+            code = "payload_too_large"  # the contract's code, whoever refused the body
         headers = {}
         if exc.code == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import replace
+from urllib.parse import parse_qsl
 
 import phonenumbers
 from flask import Blueprint, Response, current_app, request
@@ -63,12 +64,20 @@ def _unavailable(message: str, **details) -> ApiError:
 
 
 def _parse_body() -> dict:
+    # Every body is read through read_body's bound, chunked ones included, before anything
+    # else looks at it (H2: werkzeug's form parser read a chunked body of any size, and
+    # spooled multipart files to disk, before the write key was checked).
     ctype = (request.mimetype or "").lower()
-    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        if (request.content_length or 0) > MAX_BODY:
-            raise ApiError(413, "payload_too_large", "the body is too large")
-        return {k: v for k, v in request.form.items()}
+    if ctype.startswith("multipart/"):
+        raise ApiError(415, "unsupported_media_type",
+                       "send JSON, text/plain or application/x-www-form-urlencoded")
     data = read_body(MAX_BODY)
+    if ctype == "application/x-www-form-urlencoded":
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "malformed_body", "the form is not UTF-8") from None
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=20))
     try:
         body = loads(data) if data else {}
     except MalformedJSON as exc:
