@@ -11,14 +11,14 @@ import logging
 from flask import Blueprint, Response, request
 
 from sst.cors import add_cors_headers
-from sst.errors import ApiError, StorageUnavailableError
+from sst.errors import ApiError, StorageRefusedError, StorageUnavailableError
 from sst.extensions import state as current_state
 from sst.ingest import counters, store
 from sst.ingest.pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
 from sst.ingest.prepare import MAX_DEPTH, Rejection, prepare
 from sst.ingest.request import authenticate, choose_visitor, read_body, request_info, set_cookie
 from sst.ingest.schema import MESSAGE_TYPES
-from sst.jsonutil import MalformedJSON, dumps, loads, shallow
+from sst.jsonutil import MalformedJSON, dumps, dumps_text, loads, may_hold_non_finite, shallow
 from sst.logs import log_rejection
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ def _batch_sent_at(payload):
 def _store(state, source, auth, messages, is_batch, body, payload):
     info = request_info(source, auth, request.path, _batch_sent_at(payload) if is_batch else None)
     info.shallow = shallow(body, MAX_DEPTH)
+    info.finite = not may_hold_non_finite(body)
     browser = info.origin is not None
     first = next((m.get("anonymousId") for m in messages if isinstance(m, dict)), None)
     info.visitor_id = choose_visitor(state, info, browser, first)
@@ -147,7 +148,7 @@ def _store(state, source, auth, messages, is_batch, body, payload):
         raise ApiError(400, "invalid_batch", "no message in the batch is valid",
                        rejected=rejected)
     try:
-        state.store(prepared)
+        prepared = _store_prepared(state, prepared, rejected)
         counters.count_messages(source.name, len(prepared), len(rejected))
     except StorageUnavailableError as exc:
         logger.error("storage unavailable, answering 503: %s", exc)
@@ -160,13 +161,42 @@ def _store(state, source, auth, messages, is_batch, body, payload):
         for r in rejected:
             _reject(413 if r["error"] == "message_too_large" else 400, r["error"], r["message"],
                     source=source.name, details={k: v for k, v in r.items() if k != "message"},
-                    body=dumps(messages[r["index"]]))
+                    body=dumps_text(messages[r["index"]]))
         resp = _json_response({"success": True, "rejected": rejected})
     else:
         resp = _json_response(SUCCESS)
     if info.visitor_id is not None and (browser or info.cookie_state == "valid"):
         set_cookie(state, resp, info.visitor_id)
     return resp
+
+
+def _store_prepared(state, prepared, rejected):
+    """Store the messages; if the database refuses a value (none should pass prepare, but
+    a refusal must never sink the batch nor pose as an outage), store them one by one and
+    reject only those it refuses. Returns the stored ones."""
+    try:
+        state.store(prepared)
+        return prepared
+    except StorageRefusedError as exc:
+        logger.warning("the database refused a value, storing the messages one by one: %s",
+                       exc)
+    kept = []
+    for item in prepared:
+        try:
+            state.store([item])
+            kept.append(item)
+        except StorageRefusedError:
+            index = item.row["request"].get("batch_index", 0)
+            rejected.append({"index": index, "messageId": item.row["message_id"],
+                             "error": "invalid_message",
+                             "message": "the database refused a value of this message"})
+    if not kept:
+        if len(prepared) == 1 and "batch_index" not in prepared[0].row["request"]:
+            raise ApiError(400, "invalid_message", rejected[-1]["message"])
+        raise ApiError(400, "invalid_batch", "no message in the batch is valid",
+                       rejected=rejected)
+    rejected.sort(key=lambda r: r["index"])
+    return kept
 
 
 @bp.route("/v1/pixel/<kind>", methods=["GET"])
