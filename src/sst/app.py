@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 # Settings that must stay strings although from_prefixed_env JSON-decodes values.
 STRING_KEYS = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CONFIG", "COOKIE_NAME", "LOG_FORMAT",
-               "COOKIE_DOMAIN", "ENV")
+               "COOKIE_DOMAIN", "ENV", "ADMIN_TOKEN")
 
 
 class SstState:

@@ -279,6 +279,52 @@ def check_production(config) -> None:
         raise ConfigError("SST_ENV=production refuses: " + "; ".join(problems))
 
 
+MIN_ADMIN_TOKEN_LEN = 16
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """What guards /admin and /metrics, read in one place (M4): `[admin] token` in the TOML
+    file or SST_ADMIN_TOKEN, `[admin] user`, and `[admin] metrics`.
+
+    metrics: "token" (the scrape sends the admin credentials), "open" (no credential: only
+    where /metrics is on a private bind the Internet cannot reach, e.g. the proxy does not
+    route it) or "off" (404). Default: "token" with a usable token; else "open" in
+    development and "off" under SST_ENV=production."""
+
+    user: str = "admin"
+    token: str | None = None
+    problem: str | None = None  # why a configured token is not used (never the token)
+    metrics: str = "open"
+
+
+METRICS_MODES = ("token", "open", "off")
+
+
+def admin_settings(config) -> AdminSettings:
+    section = config.get("ADMIN") or {}
+    user = str(section.get("user") or "admin")
+    token = section.get("token") or config.get("ADMIN_TOKEN")
+    problem = None
+    if token is not None:
+        try:
+            token = str(resolve_env_refs(token, "[admin]", "token"))
+        except ConfigError as exc:
+            token, problem = None, str(exc)
+    if token is not None and len(token) < MIN_ADMIN_TOKEN_LEN:
+        token, problem = None, f"[admin] token is shorter than {MIN_ADMIN_TOKEN_LEN} characters"
+    mode = section.get("metrics")
+    if mode is None:
+        # A token configured but unusable closes the scrape: an operator who set one meant it.
+        mode = "token" if token else (
+            "off" if problem or config.get("ENV") == "production" else "open")
+    elif mode not in METRICS_MODES:
+        raise ConfigError(f"[admin] metrics: must be one of {', '.join(METRICS_MODES)}")
+    elif mode == "token" and not token:
+        mode = "off"  # asked for a credential that is not there: closed, not open
+    return AdminSettings(user=user, token=token, problem=problem, metrics=mode)
+
+
 def phone_region(config) -> str:
     """The region a phone number without a +country prefix is read in: [identity]
     default_region, else DEFAULT_PHONE_REGION. `config` is the app's config mapping."""
