@@ -251,6 +251,29 @@ def test_a_source_over_its_rate_gets_429_with_retry_after(mysql_url, redis_url):
     assert set(statuses) == {200, 429}
 
 
+def test_a_source_rate_counts_messages_not_requests(mysql_url, redis_url):
+    """M7: a "2/minute" source let two batches of 4,000 messages through."""
+    name = "limited-" + secrets.token_hex(4)
+    key = "wk_limited_" + secrets.token_hex(8)
+    app = make_mysql_app(mysql_url, redis_url,
+                         SOURCES=[{"name": name, "write_key": key, "rate_limit": "5/minute"}])
+    client = app.test_client()
+    def track_(mid):
+        return {"type": "track", **track(mid)}
+
+    big = {"batch": [track_(f"big-{i}") for i in range(50)]}
+    r = client.post("/v1/batch", json=big, headers=basic(key))
+    assert r.status_code == 429
+    small = {"batch": [track_(f"small-{i}") for i in range(3)]}
+    assert client.post("/v1/batch", json=small, headers=basic(key)).status_code == 200
+    assert client.post("/v1/batch", json={"batch": [track_("s-4"), track_("s-5")]},
+                       headers=basic(key)).status_code == 200
+    assert client.post("/v1/track", json=track("s-6"), headers=basic(key)).status_code == 429
+    mine = {e.message_id for e in rows(app, Event)} & (
+        {f"big-{i}" for i in range(50)} | {"small-0", "small-1", "small-2", "s-4", "s-5", "s-6"})
+    assert mine == {"small-0", "small-1", "small-2", "s-4", "s-5"}
+
+
 def test_a_source_without_a_rate_is_not_limited(mysql_client):
     for i in range(30):
         assert mysql_client.post("/v1/track", json=track(f"n-{i}"), headers=basic()).status_code \

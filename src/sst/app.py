@@ -90,11 +90,14 @@ class SstState:
 
         return Throttle(self.redis_url)
 
-    def check_rate(self, source) -> None:
-        """429 when a source goes over its configured rate (none configured: no cost)."""
+    def check_rate(self, source, messages: int = 1) -> None:
+        """429 when a source goes over its configured rate (none configured: no cost).
+
+        The rate counts messages, not requests (M7): a batch costs one per message, so a
+        "2/minute" source cannot slip 8,000 events through in one batch."""
         if not source.rate_limit:
             return
-        wait = self.throttle.hit(source.rate_limit, "source", source.name)
+        wait = self.throttle.hit(source.rate_limit, "source", source.name, cost=messages)
         if wait is not None:
             err = ApiError(429, "rate_limited",
                            f"source {source.name!r} is over its rate of {source.rate_limit}")

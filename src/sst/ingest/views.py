@@ -71,15 +71,16 @@ def collect(kind):
         if not isinstance(payload, dict):
             raise ApiError(400, "malformed_json", "the body must be a JSON object")
         source, auth = authenticate(state, payload.get("writeKey"))
-        state.check_rate(source)
 
         if is_batch:
             messages = payload.get("batch")
             if not isinstance(messages, list) or not messages:
                 raise ApiError(400, "invalid_message", "a batch needs a non-empty 'batch' list",
                                fields={"batch": "required, a non-empty list"})
+            state.check_rate(source, len(messages))
             messages = [_merge_batch_defaults(m, payload) for m in messages]
         else:
+            state.check_rate(source)
             payload["type"] = SINGLE[kind]
             messages = [payload]
         return _store(state, source, auth, messages, is_batch, body, payload)
