@@ -88,6 +88,10 @@ class IdentitySchema(_Strict):
     verify_limit_phone = fields.String()
     verify_limit_ip = fields.String()
     country_daily_budget = fields.Integer(validate=validate.Range(min=0))
+    # SMS pumping (M6): the countries codes may go to (default: default_region's alone;
+    # ["*"] for any), and a budget of sends per day over all countries (0: none).
+    allowed_regions = fields.List(fields.String(validate=validate.Regexp(r"^([A-Z]{2}|\*)$")))
+    daily_budget = fields.Integer(validate=validate.Range(min=0))
     conversion_event = fields.String(allow_none=True)
 
     @validates_schema

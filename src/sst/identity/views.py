@@ -7,6 +7,7 @@ or a log line; phones appear in logs only masked.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from dataclasses import replace
@@ -38,6 +39,7 @@ DEFAULT_LIMITS = {
     "verify_limit_phone": "10/10 minutes",
     "verify_limit_ip": "30/10 minutes",
     "country_daily_budget": 1000,  # SMS pumping costs money before Twilio's limits bite
+    "daily_budget": 5000,  # over every country: what a bad day may cost at most
 }
 MAX_BODY = 4096
 
@@ -49,6 +51,31 @@ def _json(body: dict, status: int) -> Response:
 def _setting(key):
     identity = current_app.config.get("IDENTITY") or {}
     return identity.get(key, DEFAULT_LIMITS.get(key))
+
+
+def _region_allowed(region: str) -> bool:
+    """[identity] allowed_regions, by default the default region alone: SMS pumping sends
+    codes to premium ranges abroad, and a site rarely has users in 200 countries."""
+    allowed = _setting("allowed_regions")
+    if allowed is None:
+        allowed = [phone_region(current_app.config)]
+    return "*" in allowed or region in allowed
+
+
+def client_network(address: str | None) -> str:
+    """The key of per-IP limits: the IPv4 address, or the IPv6 /64 (one subscriber gets a
+    whole /64, so keying the exact address gave an attacker 2^64 fresh limits)."""
+    if not address:
+        return "-"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _limited(retry_after: int) -> ApiError:
@@ -119,14 +146,21 @@ def send():
     """Send a code: 202 pending, 400 invalid phone, 429 over a limit."""
     state, body, source, auth = _begin()
     phone = _phone(body)
+    region = region_of(phone)
+    if not _region_allowed(region):
+        logger.warning("otp send refused for %s: region %s not allowed", mask_phone(phone),
+                       region)
+        raise ApiError(400, "invalid_phone", "this phone number cannot receive codes",
+                       fields={"phone": "region_not_allowed"})
     secret = current_app.config["SECRET_KEY"]
     key = phone_lookup_key(phone, secret)
-    ip = request.remote_addr or "-"
+    ip = client_network(request.remote_addr)
     budget = int(_setting("country_daily_budget") or 0)
+    total = int(_setting("daily_budget") or 0)
     for rate, ids in ((_setting("send_limit_ip"), ("otp-send-ip", ip)),
                       (_setting("send_limit_phone"), ("otp-send-phone", key)),
-                      (f"{budget}/day" if budget else None,
-                       ("otp-send-country", region_of(phone)))):
+                      (f"{budget}/day" if budget else None, ("otp-send-country", region)),
+                      (f"{total}/day" if total else None, ("otp-send-all", "all"))):
         try:
             # Fail closed: without the counters nothing bounds what SMS cost.
             wait = state.throttle.hit(rate, *ids, fail_open=False)
@@ -162,7 +196,7 @@ def verify():
                        fields={"code": "required"})
     secret = current_app.config["SECRET_KEY"]
     key = phone_lookup_key(phone, secret)
-    ip = request.remote_addr or "-"
+    ip = client_network(request.remote_addr)
     for rate, ids in ((_setting("verify_limit_ip"), ("otp-verify-ip", ip)),
                       (_setting("verify_limit_phone"), ("otp-verify-phone", key))):
         wait = state.throttle.hit(rate, *ids)
