@@ -69,7 +69,15 @@ class SstState:
             session = requests.Session()
             session.headers["User-Agent"] = f"sst/{__version__}"
             inst = self._connectors[dest.name] = dest.connector_cls(dest.settings, session)
+            inst.ledger_key = self.ledger_key
         return inst
+
+    @cached_property
+    def ledger_key(self) -> bytes:
+        """Key of the tags standing for hashed identifiers in the Track ledger (M5)."""
+        from sst.identity.crypto import derive_key
+
+        return derive_key(str(self.app.config["SECRET_KEY"]), "sst ledger identifier tags")
 
     @cached_property
     def engine(self):

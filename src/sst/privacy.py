@@ -371,19 +371,38 @@ def forget(engine, s: Subject, *, pause: float = 0.0) -> dict:
 # --- purge --------------------------------------------------------------------------------------
 
 
+# Request and response bodies of the delivery ledger (and refused payloads) hold personal
+# data in platform form; they are for debugging recent failures, so they go after this many
+# days unless [retention] bodies_days says otherwise (0: keep them) (M5).
+DEFAULT_BODIES_DAYS = 30
+
+
 def retention_policy(config: dict | None) -> dict[str, int]:
-    """Validated `[retention]`: {key: days}; raises PrivacyError on a bad value."""
+    """Validated `[retention]`: {key: days}; raises PrivacyError on a bad value.
+
+    bodies_days defaults to DEFAULT_BODIES_DAYS; 0 turns it off."""
+    config = dict(config or {})
+    config.setdefault("bodies_days", DEFAULT_BODIES_DAYS)
     out = {}
-    for key, value in (config or {}).items():
+    for key, value in config.items():
         if key not in RETENTION_KEYS:
             raise PrivacyError(f"[retention]: unknown key '{key}'; known: "
                                f"{', '.join(RETENTION_KEYS)}")
-        if value is None:
+        if value is None or (key == "bodies_days" and value == 0):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise PrivacyError(f"[retention]: key '{key}': a whole number of days, 1 or more")
         out[key] = value
     return out
+
+
+def purge_bodies(engine, config: dict | None, *, now=None) -> dict:
+    """The body rule alone, as the workers apply it on their own (bodies only: deleting
+    events or Tracks stays an operator's `sst purge --yes`)."""
+    policy = retention_policy(config)
+    if "bodies_days" not in policy:
+        return {}
+    return purge(engine, {"bodies_days": policy["bodies_days"]}, now=now)
 
 
 def _steps(policy: dict, now):

@@ -20,6 +20,8 @@ from urllib.parse import quote, quote_plus
 import requests
 from marshmallow import RAISE, Schema, fields, validate
 
+from sst.identity.hashing import mask_hashes
+
 logger = logging.getLogger(__name__)
 
 MASK = "***"
@@ -226,6 +228,10 @@ class Connector:
     # 2xx to anything (GA4's Measurement Protocol): those events count as unconfirmed.
     confirms_acceptance: bool = True
 
+    # Key of the tags that stand for hashed identifiers in recorded requests (M5); the app
+    # derives it from its secret. None: they are masked outright.
+    ledger_key: bytes | None = None
+
     def __init__(self, settings: dict, session: requests.Session | None = None):
         self.settings = settings
         self.session = session or requests.Session()
@@ -398,10 +404,12 @@ class Connector:
             method=req.method,
             url=self.mask(req.url),
             request_headers=self.mask_headers(headers),
-            request_body=self.mask(req.body) if isinstance(req.body, str) else None,
+            # Hashed phones and emails are reversible (M5): the ledger keeps keyed tags.
+            request_body=(mask_hashes(self.mask(req.body), self.ledger_key)
+                          if isinstance(req.body, str) else None),
             status=status,
             response_headers=self.mask_headers(resp_headers),
-            response_body=self.mask(body),
+            response_body=mask_hashes(self.mask(body), self.ledger_key),
             error_class=type(err).__name__ if err is not None else None,
             error_message=self.mask(str(err))[:2000] if err is not None else None,
             duration_ms=round(duration, 3),

@@ -19,6 +19,7 @@ from sst import reports
 from sst.clock import iso, parse_relative, utcnow
 from sst.config import MIN_ADMIN_TOKEN_LEN, admin_settings
 from sst.extensions import state as current_state
+from sst.identity.hashing import mask_hashes
 from sst.models import Delivery, Event, Track, TrackItem
 from sst.ops import charts
 from sst.ops.status import delivery_backlog, destination_status
@@ -97,9 +98,16 @@ def _pretty(value) -> str:
         try:
             value = json.loads(value)
         except ValueError:
-            return value[:BODY_SHOWN]
+            return _masked(value[:BODY_SHOWN])
     text = json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
-    return text if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + "\n… (cut)"
+    text = text if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + "\n… (cut)"
+    return _masked(text)
+
+
+def _masked(text: str) -> str:
+    # Hashed phones and emails are reversible: /admin shows keyed tags, also for rows
+    # recorded before the ledger masked them (M5).
+    return mask_hashes(text, current_state().ledger_key)
 
 
 def _age(seconds) -> str | None:
