@@ -466,3 +466,20 @@ def test_readyz_is_503_when_redis_is_down(mysql_url):
     r = client.get("/readyz")
     assert r.status_code == 503
     assert r.get_json()["checks"] == {"database": "ok", "redis": "unavailable"}
+
+
+def test_unauthenticated_floods_do_not_fill_rejected_payloads(mysql_url, redis_url):
+    """L2: 200 keyless 40 KB requests made 200 rows of 32 KiB; now 1 KiB bodies, and a
+    bounded number of rows per client address."""
+    app = make_mysql_app(mysql_url, redis_url, REJECTED_PER_IP="20/minute")
+    client = app.test_client()
+    ip = f"198.51.100.{secrets.randbelow(250) + 1}"
+    client.environ_base["REMOTE_ADDR"] = ip
+    before = len([r for r in rows(app, RejectedPayload) if r.ip == ip])
+    body = json.dumps({"event": "x", "userId": "u", "properties": {"pad": "p" * 30_000}})
+    for _ in range(40):
+        r = client.post("/v1/track", data=body, content_type="application/json")
+        assert r.status_code == 401
+    mine = [r for r in rows(app, RejectedPayload) if r.ip == ip]
+    assert len(mine) - before <= 20
+    assert all(len(r.body or "") <= 1024 for r in mine)

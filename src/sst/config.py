@@ -37,6 +37,7 @@ class Defaults:
     MAX_BATCH_BYTES = 500 * 1024
     PIXEL_MAX_DATA = 8 * 1024
     REJECTED_KEEP = 10_000  # rows kept in rejected_payloads; older ones are trimmed
+    REJECTED_PER_IP = "60/minute"  # refusals recorded per client address (L2); more: logged
     RETRY_AFTER_SECONDS = 5  # what a 503 tells clients when storage is down
     FORWARD_BOTS = False
     PROXY_FIX_X_FOR = 0  # trusted proxies in front of sst (X-Forwarded-For hops); 0: none

@@ -7,7 +7,8 @@ or a log line; phones appear in logs only masked.
 
 from __future__ import annotations
 
-import ipaddress
+import hashlib
+import hmac
 import logging
 import uuid
 from dataclasses import replace
@@ -22,7 +23,8 @@ from sst.cors import add_cors_headers
 from sst.errors import ApiError, StorageUnavailableError
 from sst.extensions import state as current_state
 from sst.identity import people
-from sst.identity.crypto import phone_lookup_key
+from sst.identity.crypto import derive_key, phone_lookup_key
+from sst.identity.network import client_key
 from sst.identity.phone import InvalidPhoneError, mask_phone, normalize_phone, region_of
 from sst.ingest.prepare import Rejection, prepare
 from sst.ingest.request import authenticate, choose_visitor, read_body, request_info, set_cookie
@@ -60,22 +62,6 @@ def _region_allowed(region: str) -> bool:
     if allowed is None:
         allowed = [phone_region(current_app.config)]
     return "*" in allowed or region in allowed
-
-
-def client_network(address: str | None) -> str:
-    """The key of per-IP limits: the IPv4 address, or the IPv6 /64 (one subscriber gets a
-    whole /64, so keying the exact address gave an attacker 2^64 fresh limits)."""
-    if not address:
-        return "-"
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address[:64]
-    if ip.version == 6:
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 def _limited(retry_after: int) -> ApiError:
@@ -154,7 +140,7 @@ def send():
                        fields={"phone": "region_not_allowed"})
     secret = current_app.config["SECRET_KEY"]
     key = phone_lookup_key(phone, secret)
-    ip = client_network(request.remote_addr)
+    ip = client_key(request.remote_addr)
     budget = int(_setting("country_daily_budget") or 0)
     total = int(_setting("daily_budget") or 0)
     for rate, ids in ((_setting("send_limit_ip"), ("otp-send-ip", ip)),
@@ -196,7 +182,7 @@ def verify():
                        fields={"code": "required"})
     secret = current_app.config["SECRET_KEY"]
     key = phone_lookup_key(phone, secret)
-    ip = client_network(request.remote_addr)
+    ip = client_key(request.remote_addr)
     for rate, ids in ((_setting("verify_limit_ip"), ("otp-verify-ip", ip)),
                       (_setting("verify_limit_phone"), ("otp-verify-phone", key))):
         wait = state.throttle.hit(rate, *ids)
@@ -280,7 +266,7 @@ def _record_events(state, info, user_id, anonymous_id) -> None:
         # One conversion per person: a second device verifying the same phone is a
         # duplicate messageId, stored and sent once.
         messages.append({"type": "track", "event": conversion, "userId": user_id,
-                         "anonymousId": anonymous_id, "messageId": f"otp-conv-{user_id}",
+                         "anonymousId": anonymous_id, "messageId": _conversion_id(user_id),
                          "properties": {}})
     prepared = []
     for msg in messages:
@@ -290,6 +276,13 @@ def _record_events(state, info, user_id, anonymous_id) -> None:
         if not isinstance(item, Rejection):
             prepared.append(item)
     state.store(prepared)
+
+
+def _conversion_id(user_id: str) -> str:
+    """One per person (a second device is a duplicate), but not the userId in clear: the
+    id is kept by replays and logs that `sst forget` cannot all reach (L1)."""
+    key = derive_key(str(current_app.config["SECRET_KEY"]), "sst otp conversion id")
+    return "otp-conv-" + hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _issue_cookie(resp, source, auth, body):

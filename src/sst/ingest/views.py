@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from sst.cors import add_cors_headers
 from sst.errors import ApiError, StorageRefusedError, StorageUnavailableError
 from sst.extensions import state as current_state
+from sst.identity.network import client_key
 from sst.ingest import counters, store
 from sst.ingest.pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
 from sst.ingest.prepare import MAX_DEPTH, Rejection, prepare
@@ -41,14 +42,56 @@ def _json_response(body: bytes | dict, status=200) -> Response:
     return Response(data, status=status, mimetype="application/json")
 
 
+UNAUTHENTICATED_BODY = 1024  # bytes of a body kept when the write key is missing or unknown
+
+
 def _reject(status, code, message, *, source=None, details=None, body=None):
     state = current_state()
+    ip = request.remote_addr
+    # L2: anyone can be refused, so a flood of refusals must not fill rejected_payloads
+    # (its cap is shared) with 32 KiB rows: bodies of unauthenticated requests are cut to
+    # 1 KiB, and each address gets a bounded number of rows.
+    if status == 401 and body:
+        body = body[:UNAUTHENTICATED_BODY]
+    limit = current_app.config.get("REJECTED_PER_IP")  # rows per client address
+    if limit and state.throttle.hit(limit, "rejected-ip", client_key(ip)) is not None:
+        log_rejection(source, request.path[:64], status, code)
+        return
+    # L1: a refused browser body may name nobody but the cookie; keep its id so that
+    # `sst forget` finds the row.
+    visitor = _cookie_visitor(state)
+    if visitor is not None:
+        details = {**(details or {}), "cookieAnonymousId": visitor}
     store.record_rejection(
         state.engine, keep=state.rejected_keep, source=source, endpoint=request.path[:64],
         status=status, error=code, message=message[:1000], details=details, body=body,
         ip=request.remote_addr, user_agent=request.headers.get("User-Agent"),
         origin=request.headers.get("Origin"))
     log_rejection(source, request.path[:64], status, code)
+
+
+def _cookie_visitor(state):
+    raw = request.cookies.get(state.cookie_name) if "HTTP_COOKIE" in request.environ else None
+    return state.signer.unsign(raw) if raw else None
+
+
+def _pixel_body() -> str:
+    """What a refused pixel hit keeps: its query with `data` decoded when it is base64
+    (L1: `sst forget` matches text, and base64 hid the ids and emails from it)."""
+    args = request.args.to_dict(flat=True)
+    data = args.get("data")
+    if isinstance(data, str):
+        import base64
+        import binascii
+
+        text = data.strip()
+        try:
+            raw = base64.b64decode(text.replace("-", "+").replace("_", "/")
+                                   + "=" * (-len(text) % 4), validate=True)
+            args["data"] = raw.decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            pass
+    return dumps_text(args)
 
 
 @bp.route("/v1/<kind>", methods=["POST"])
@@ -227,11 +270,11 @@ def pixel(kind):
         counters.count_messages(source.name, 1, 0)
         set_cookie(state, resp, info.visitor_id)
     except PixelError as exc:
-        _reject(400, exc.code, exc.message, body=request.query_string)
+        _reject(400, exc.code, exc.message, body=_pixel_body())
     except ApiError as exc:
         if exc.status != 429:
             name = source.name if source else getattr(exc, "source", None)
-            _reject(exc.status, exc.code, exc.message, source=name, body=request.query_string)
+            _reject(exc.status, exc.code, exc.message, source=name, body=_pixel_body())
     except StorageUnavailableError as exc:
         logger.error("storage unavailable for a pixel hit: %s", exc)
     except Exception:  # an <img> cannot show an error: the contract is the GIF, always
