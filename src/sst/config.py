@@ -262,8 +262,22 @@ def build_sources(raw_sources, where="config") -> dict[str, Source]:
     return by_key
 
 
+def check_dev_secret(config) -> None:
+    """The published development secret, in any SST_ENV, only on the embedded SQLite
+    database (M2): it signs cookies and keys the phone hashes, the phone encryption and the
+    OTP hashes, so on a real database anyone could forge visitors and, from a dump, decrypt
+    every phone."""
+    url = str(config.get("DATABASE_URL") or "")
+    if config.get("SECRET_KEY") == DEV_SECRET_KEY and url and not url.startswith("sqlite"):
+        raise ConfigError("SST_SECRET_KEY is the published development secret, refused with "
+                          "a database other than the embedded SQLite one: set "
+                          "SST_SECRET_KEY to a private random value (e.g. `python -c "
+                          "'import secrets; print(secrets.token_urlsafe(48))'`)")
+
+
 def check_production(config) -> None:
     """SST_ENV=production refuses settings that are only safe on a laptop."""
+    check_dev_secret(config)
     if config.get("ENV") != "production":
         return
     problems = []
