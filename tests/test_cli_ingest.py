@@ -46,7 +46,8 @@ def test_db_upgrade_creates_the_schema_and_is_idempotent(fresh_mysql_url):
 
 
 def test_db_upgrade_from_the_console_script(fresh_mysql_url, tmp_path):
-    env = {**os.environ, "SST_DATABASE_URL": fresh_mysql_url, "SST_INSTANCE_PATH": str(tmp_path)}
+    env = {**os.environ, "SST_DATABASE_URL": fresh_mysql_url, "SST_INSTANCE_PATH": str(tmp_path),
+           "SST_SECRET_KEY": "a-private-random-secret-0123456789"}
     env.pop("SST_CONFIG", None)
     for _ in range(2):
         done = subprocess.run([SST, "db", "upgrade"], env=env, capture_output=True, text=True,

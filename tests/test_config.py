@@ -198,3 +198,18 @@ def test_a_connector_nobody_configured_may_fail_to_load(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "sst.connectors.meta", None)
     app = create_app(base_config(DATABASE_URL=f"sqlite:///{tmp_path / 'sst.sqlite'}"))
     assert app.extensions["sst"].destinations == {}
+
+
+@pytest.mark.parametrize("env", ["development", "production"])
+def test_the_development_secret_is_refused_on_mysql(env, monkeypatch):
+    """M2: the published secret signed cookies and keyed phone hashes on MySQL unnoticed."""
+    monkeypatch.delenv("SST_SECRET_KEY", raising=False)
+    with pytest.raises(ConfigError, match="published development secret"):
+        create_app({"SOURCES": SOURCES, "ENV": env, "COOKIE_DOMAIN": ".example.com",
+                    "DATABASE_URL": "mysql+pymysql://root@127.0.0.1:3306/sst_never_made"})
+
+
+def test_a_private_secret_on_mysql_starts(monkeypatch):
+    app = create_app({"SOURCES": SOURCES, "SECRET_KEY": "a-private-random-secret-0123456789",
+                      "DATABASE_URL": "mysql+pymysql://root@127.0.0.1:3306/sst_never_made"})
+    assert app.config["SECRET_KEY"].startswith("a-private")

@@ -202,7 +202,11 @@ def test_send_success_masks_token():
     assert res.outcomes["m-1"].kind == "success"
     (ex,) = res.exchanges
     assert "EAAB-secret" not in ex.url and "access_token=***" in ex.url
-    assert ex.request_body == sent.body.decode()
+    # The ledger keeps the request with hashed identifiers masked (M5), nothing else changed.
+    from sst.identity.hashing import mask_hashes
+
+    assert ex.request_body == mask_hashes(sent.body.decode())
+    assert "sha256~masked" in ex.request_body
 
 
 def test_batch_rejected_as_a_whole():

@@ -130,3 +130,31 @@ def test_tiktok_error_code_in_a_200_body_is_permanent(mysql_url, redis_url):
         assert "No permission" in d.last_error and "2026112610" in d.last_error
         [t] = tracks(app)
         assert (t.status, t.outcome) == (200, "permanent")
+
+
+def test_the_ledger_and_admin_keep_no_reversible_hash(mysql_url, redis_url):
+    """M5: the platform gets SHA-256 of the phone, email and userId; the Track ledger and
+    /admin show keyed tags instead (an unsalted hash of a phone reverses in seconds)."""
+    phone_hash = hashlib.sha256(b"16502530042").hexdigest()
+    email_hash = hashlib.sha256(b"jane@example.com").hexdigest()
+    with StubPlatform(default=Reply(400, {"error": {"code": 100, "message": "Invalid"}})) \
+            as stub:
+        app = mysql_app(mysql_url, redis_url, meta_dest(stub.url))
+        app.config["ADMIN"] = {"token": "admin-token-0123456789abc"}
+        track(app, "msg-hash-1", userId="user-42",
+              context={"userAgent": "Mozilla/5.0", "ip": "203.0.113.7",
+                       "traits": {"email": "Jane@Example.com", "phone": "+1 650 253 0042"}})
+        _burst_until_settled(app, rounds=1)
+        sent = stub.requests[0].body.decode()
+        assert phone_hash in sent and email_hash in sent and EXTERNAL_ID in sent
+        (t,) = tracks(app)
+        for value in (phone_hash, email_hash, EXTERNAL_ID):
+            assert value not in t.request_body
+        assert "sha256~" in t.request_body
+        page = app.test_client().get(
+            "/admin/failures", headers={"Authorization": "Bearer admin-token-0123456789abc"})
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        assert "sha256~" in html
+        for value in (phone_hash, email_hash, EXTERNAL_ID):
+            assert value not in html

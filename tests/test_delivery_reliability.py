@@ -129,7 +129,10 @@ def test_worker_killed_mid_request_delivers_after_restart(tmp_path, mysql_url, r
         app = _kill_mid_request(tmp_path, mysql_url, redis_url, stub, 1)
         [d] = deliveries(app)
         assert (d.state, d.attempts) == ("sending", 1)
-        assert tracks(app) == []  # the request never finished: nothing recorded yet
+        # L3: the request went out, so the ledger has it, recorded before it was sent.
+        [t] = tracks(app)
+        assert (t.attempt, t.outcome, t.status) == (1, "sending", None)
+        assert "kill-0" in t.request_body
 
         assert "recovered 0 lost while sending" in _sweep_cli(app)  # its claim is still live
         set_deliveries(app, locked_until=past(1))  # instead of waiting timeout + margin
@@ -140,7 +143,8 @@ def test_worker_killed_mid_request_delivers_after_restart(tmp_path, mysql_url, r
         assert [r.json()["messageId"] for r in stub.requests] == ["kill-0", "kill-0"]
         [d] = deliveries(app)
         assert (d.state, d.attempts) == ("succeeded", 2)
-        assert [(t.attempt, t.status) for t in tracks(app)] == [(2, 200)]
+        assert [(t.attempt, t.outcome, t.status) for t in tracks(app)] == [
+            (1, "unknown", None), (2, "success", 200)]
 
 
 def test_worker_killed_mid_job_recovers_the_rest_of_its_job(tmp_path, mysql_url, redis_url):
@@ -164,7 +168,9 @@ def test_worker_killed_mid_job_recovers_the_rest_of_its_job(tmp_path, mysql_url,
         in_flight = stub.requests[0].json()["messageId"]
         assert counts[in_flight] == 2 and len(counts) == n and sum(counts.values()) == n + 1
         assert {d.state for d in deliveries(app)} == {"succeeded"}
-        assert len(tracks(app)) == n
+        # L3: every request the platform received is in the ledger, the killed one too.
+        assert len(tracks(app)) == sum(counts.values()) == n + 1
+        assert [t.outcome for t in tracks(app)].count("unknown") == 1
 
 
 def test_two_workers_never_send_a_delivery_twice(tmp_path, mysql_url, redis_url):

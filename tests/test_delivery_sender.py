@@ -36,9 +36,9 @@ def test_the_worker_sends_through_connector_send(tmp_path, stub, monkeypatch):
     calls = []
     real_send = Connector.send
 
-    def spy(self, events, now=None, send_by=None):
+    def spy(self, events, now=None, send_by=None, before_send=None):
         calls.append(([e.message_id for e in events], send_by is not None))
-        return real_send(self, events, now=now, send_by=send_by)
+        return real_send(self, events, now=now, send_by=send_by, before_send=before_send)
 
     monkeypatch.setattr(Connector, "send", spy)
     app = create_app(base_config(DATABASE_URL=f"sqlite:///{tmp_path / 'sst.sqlite'}",

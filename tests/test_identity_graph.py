@@ -42,18 +42,80 @@ def page(client, url, at=None):
     assert r.status_code == 200, r.data
 
 
-def test_identify_with_a_verified_user_id_links_another_device(app):
+def test_identify_with_a_server_key_links_another_device(app):
     laptop, tablet = app.test_client(), app.test_client()
     user = verify(app, laptop)
     page(tablet, "https://www.example.com/")
     tablet_id = cookie_id(app, tablet)
     engine = app.extensions["sst"].engine
     assert people.find_person(engine, anonymous_id=tablet_id) is None
-    r = tablet.post(BASE + "/v1/identify", json={"writeKey": WRITE_KEY, "userId": user},
-                    headers=BROWSER)
+    r = app.test_client().post(BASE + "/v1/identify", json={
+        "writeKey": SERVER_KEY, "userId": user, "anonymousId": tablet_id})
     assert r.status_code == 200
     assert people.find_person(engine, anonymous_id=tablet_id).user_id == user
     assert set(people.devices_of(engine, user)) == {cookie_id(app, laptop), tablet_id}
+
+
+def _event_data(app, message_id):
+    engine = app.extensions["sst"].engine
+    with engine.connect() as conn:
+        event_id = conn.execute(select(Event.id).where(Event.message_id == message_id)).scalar()
+    return build_event_data(engine, [{"id": 1, "event_id": event_id,
+                                      "platform_event": "Purchase"}],
+                            phones=people.phones_for(app.config["SECRET_KEY"]))[1]
+
+
+def test_a_browser_key_user_id_claims_no_person(app):
+    """M3: the victim's userId sent with the public browser key (identify, then a track) is
+    stored as sent but pulls neither the victim's phone nor their devices' click ids."""
+    victim, attacker = app.test_client(), app.test_client()
+    page(victim, "https://www.example.com/?fbclid=FB-VICTIM")
+    user = verify(app, victim)
+    page(attacker, "https://www.example.com/?gclid=G-ATTACKER")
+    for kind, extra in (("identify", {}), ("track", {"event": "Order Completed",
+                                                     "messageId": "attack-1"})):
+        r = attacker.post(BASE + f"/v1/{kind}", json={
+            "writeKey": WRITE_KEY, "userId": user, "anonymousId": "attacker-device-9",
+            "context": {"ip": "203.0.113.66"}, **extra}, headers=BROWSER)
+        assert r.status_code == 200, r.data
+    engine = app.extensions["sst"].engine
+    attacker_id = cookie_id(app, attacker)
+    assert people.find_person(engine, anonymous_id=attacker_id) is None
+    assert people.find_person(engine, anonymous_id="attacker-device-9") is None
+    assert set(people.devices_of(engine, user)) == {cookie_id(app, victim)}
+    data = _event_data(app, "attack-1")
+    assert data.phone is None
+    assert {p: c.value for p, c in data.click_ids.items()} == {"gclid": "G-ATTACKER"}
+    with engine.connect() as conn:
+        row = conn.execute(select(Event.user_id).where(Event.message_id == "attack-1")).scalar()
+    assert row == user  # stored as sent
+
+
+def test_verify_does_not_link_a_body_anonymous_id(app):
+    """M3: a verification links the caller's own cookie, not a device named in the body."""
+    page(app.test_client(), "https://www.example.com/?fbclid=FB-VICTIM")
+    attacker = app.test_client()
+    page(attacker, "https://www.example.com/")
+    assert attacker.post(BASE + "/v1/otp/send", json={"writeKey": WRITE_KEY, "phone": E164},
+                         headers=BROWSER).status_code == 202
+    r = attacker.post(BASE + "/v1/otp/verify", json={
+        "writeKey": WRITE_KEY, "phone": E164, "code": codes(app, E164)[-1],
+        "anonymousId": "victim-device-1"}, headers=BROWSER)
+    assert r.status_code == 200
+    engine = app.extensions["sst"].engine
+    user = r.get_json()["userId"]
+    assert people.devices_of(engine, user) == [cookie_id(app, attacker)]
+    # Without a cookie, a browser gets a new id of sst's choosing, not the body's.
+    fresh = app.test_client()
+    assert fresh.post(BASE + "/v1/otp/send", json={"writeKey": WRITE_KEY, "phone": E164},
+                      headers=BROWSER).status_code == 202
+    fresh = app.test_client()
+    r = fresh.post(BASE + "/v1/otp/verify", json={
+        "writeKey": WRITE_KEY, "phone": E164, "code": codes(app, E164)[-1],
+        "anonymousId": "victim-device-1"}, headers=BROWSER)
+    assert r.status_code == 200
+    assert "victim-device-1" not in people.devices_of(engine, user)
+    assert people.find_person(engine, anonymous_id="victim-device-1") is None
 
 
 def test_identify_with_an_unknown_user_id_links_no_person(app):
@@ -66,7 +128,7 @@ def test_identify_with_an_unknown_user_id_links_no_person(app):
     assert people.find_person(engine, anonymous_id=cookie_id(app, client)) is None
     with app.app_context():
         link = db.session.execute(select(Link).where(Link.value == "crm-42")).scalar_one()
-    assert link.kind == "user_id"
+    assert link.kind == "claimed_user_id"  # a browser key's word, kept but trusted by nobody
 
 
 def test_find_person_by_each_identifier(app):

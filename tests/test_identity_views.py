@@ -457,9 +457,12 @@ def test_verify_from_a_new_browser_sets_a_cookie_and_links_it(app):
 
 
 def test_server_side_verify_links_the_body_anonymous_id(app):
+    """A server-only key (the site's backend) may name the device it verifies for."""
     client = app.test_client()
     assert send(client, headers={}).status_code == 202
-    r = check(client, codes(app)[-1], headers={}, anonymousId="server-anon-1")
+    r = client.post(BASE + "/v1/otp/verify", json={
+        "writeKey": SERVER_KEY, "phone": PHONE, "code": codes(app)[-1],
+        "anonymousId": "server-anon-1"})
     assert r.status_code == 200
     assert "Set-Cookie" not in r.headers
     with app.app_context():
@@ -467,6 +470,17 @@ def test_server_side_verify_links_the_body_anonymous_id(app):
         events = db.session.execute(select(Event.anonymous_id)).scalars().all()
     assert ("server-anon-1", "person") in links
     assert set(events) == {"server-anon-1"}
+
+
+def test_browser_key_verify_without_origin_does_not_link_the_body_anonymous_id(app):
+    """M3: with the public browser key the body's anonymousId is anybody's word."""
+    client = app.test_client()
+    assert send(client, headers={}).status_code == 202
+    r = check(client, codes(app)[-1], headers={}, anonymousId="victim-device-1")
+    assert r.status_code == 200
+    with app.app_context():
+        links = db.session.execute(select(Link.anonymous_id)).scalars().all()
+    assert "victim-device-1" not in links
 
 
 def test_server_side_verify_without_any_id(app):

@@ -118,7 +118,7 @@ def test_send_limit_ip_is_configurable(make_app):
 
 
 def test_country_daily_budget(make_app):
-    app = make_app(country_daily_budget=2)
+    app = make_app(country_daily_budget=2, allowed_regions=["US", "GB"])
     gb = ["+447400123456", "+447400123457", "+447400123458"]
     for i, phone in enumerate(gb[:2]):
         assert send(client_at(app, f"192.0.2.{i}"), phone).status_code == 202
@@ -126,6 +126,40 @@ def test_country_daily_budget(make_app):
     assert not codes(app, gb[2])
     # other countries keep their own budget
     assert send(client_at(app, "192.0.2.10"), E164).status_code == 202
+
+
+def test_only_the_default_region_by_default(make_app):
+    """M6: codes go to the configured default region's phones only, unless allowed."""
+    app = make_app()
+    r = send(client_at(app, "192.0.2.20"), "+447400123456")
+    assert r.status_code == 400, r.data
+    assert r.get_json()["fields"] == {"phone": "region_not_allowed"}
+    assert not codes(app, "+447400123456")
+    assert send(client_at(app, "192.0.2.21"), E164).status_code == 202
+    gb = make_app(default_region="GB")
+    assert send(client_at(gb, "192.0.2.22"), "07400 123457").status_code == 202
+    assert send(client_at(gb, "192.0.2.23"), us_phone(5)).status_code == 400
+    anywhere = make_app(allowed_regions=["*"])
+    assert send(client_at(anywhere, "192.0.2.24"), "+447400123458").status_code == 202
+
+
+def test_global_daily_budget(make_app):
+    """M6: one budget over every country, whatever the per-country ones say."""
+    app = make_app(daily_budget=3, allowed_regions=["*"])
+    phones = [us_phone(1), "+447400123456", "+33612345678", "+4915123456789"]
+    for i, phone in enumerate(phones[:3]):
+        assert send(client_at(app, f"192.0.2.{30 + i}"), phone).status_code == 202
+    assert_limited(send(client_at(app, "192.0.2.40"), phones[3]), 86400)
+    assert not codes(app, phones[3])
+
+
+def test_ipv6_limits_key_the_slash_64(make_app):
+    """M6: an IPv6 subscriber holds a whole /64; each address is not a fresh limit."""
+    app = make_app(send_limit_ip="2/hour")
+    assert send(client_at(app, "2001:db8:1:2::1"), us_phone(1)).status_code == 202
+    assert send(client_at(app, "2001:db8:1:2::ffff"), us_phone(2)).status_code == 202
+    assert_limited(send(client_at(app, "2001:db8:1:2:abcd::9"), us_phone(3)), 3600)
+    assert send(client_at(app, "2001:db8:1:3::1"), us_phone(4)).status_code == 202
 
 
 def test_country_budget_zero_means_unlimited(make_app):

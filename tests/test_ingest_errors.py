@@ -251,6 +251,29 @@ def test_a_source_over_its_rate_gets_429_with_retry_after(mysql_url, redis_url):
     assert set(statuses) == {200, 429}
 
 
+def test_a_source_rate_counts_messages_not_requests(mysql_url, redis_url):
+    """M7: a "2/minute" source let two batches of 4,000 messages through."""
+    name = "limited-" + secrets.token_hex(4)
+    key = "wk_limited_" + secrets.token_hex(8)
+    app = make_mysql_app(mysql_url, redis_url,
+                         SOURCES=[{"name": name, "write_key": key, "rate_limit": "5/minute"}])
+    client = app.test_client()
+    def track_(mid):
+        return {"type": "track", **track(mid)}
+
+    big = {"batch": [track_(f"big-{i}") for i in range(50)]}
+    r = client.post("/v1/batch", json=big, headers=basic(key))
+    assert r.status_code == 429
+    small = {"batch": [track_(f"small-{i}") for i in range(3)]}
+    assert client.post("/v1/batch", json=small, headers=basic(key)).status_code == 200
+    assert client.post("/v1/batch", json={"batch": [track_("s-4"), track_("s-5")]},
+                       headers=basic(key)).status_code == 200
+    assert client.post("/v1/track", json=track("s-6"), headers=basic(key)).status_code == 429
+    mine = {e.message_id for e in rows(app, Event)} & (
+        {f"big-{i}" for i in range(50)} | {"small-0", "small-1", "small-2", "s-4", "s-5", "s-6"})
+    assert mine == {"small-0", "small-1", "small-2", "s-4", "s-5"}
+
+
 def test_a_source_without_a_rate_is_not_limited(mysql_client):
     for i in range(30):
         assert mysql_client.post("/v1/track", json=track(f"n-{i}"), headers=basic()).status_code \
@@ -443,3 +466,20 @@ def test_readyz_is_503_when_redis_is_down(mysql_url):
     r = client.get("/readyz")
     assert r.status_code == 503
     assert r.get_json()["checks"] == {"database": "ok", "redis": "unavailable"}
+
+
+def test_unauthenticated_floods_do_not_fill_rejected_payloads(mysql_url, redis_url):
+    """L2: 200 keyless 40 KB requests made 200 rows of 32 KiB; now 1 KiB bodies, and a
+    bounded number of rows per client address."""
+    app = make_mysql_app(mysql_url, redis_url, REJECTED_PER_IP="20/minute")
+    client = app.test_client()
+    ip = f"198.51.100.{secrets.randbelow(250) + 1}"
+    client.environ_base["REMOTE_ADDR"] = ip
+    before = len([r for r in rows(app, RejectedPayload) if r.ip == ip])
+    body = json.dumps({"event": "x", "userId": "u", "properties": {"pad": "p" * 30_000}})
+    for _ in range(40):
+        r = client.post("/v1/track", data=body, content_type="application/json")
+        assert r.status_code == 401
+    mine = [r for r in rows(app, RejectedPayload) if r.ip == ip]
+    assert len(mine) - before <= 20
+    assert all(len(r.body or "") <= 1024 for r in mine)

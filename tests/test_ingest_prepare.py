@@ -135,8 +135,16 @@ def test_a_cookie_visitor_id_wins_and_the_message_id_is_linked():
 
 
 def test_identify_links_the_user_id_to_the_visitor():
-    prepared = prepare({"type": "identify", "anonymousId": "a1", "userId": "u1"}, info())
+    prepared = prepare({"type": "identify", "anonymousId": "a1", "userId": "u1"},
+                       info(trusted=True))
     assert prepared.links == [("a1", "user_id", "u1")]
+    assert prepared.row["request"]["trusted"] is True
+
+
+def test_a_browser_keys_identify_is_only_a_claim():
+    prepared = prepare({"type": "identify", "anonymousId": "a1", "userId": "u1"}, info())
+    assert prepared.links == [("a1", "claimed_user_id", "u1")]
+    assert "trusted" not in prepared.row["request"]
 
 
 @pytest.mark.parametrize("body", [

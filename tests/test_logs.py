@@ -140,3 +140,19 @@ def test_env_variable_selects_json(monkeypatch, capsys, tmp_path):
     configure_logging(app)
     log_rejection(None, "/v1/pixel/page", 400, "malformed_data")
     assert json_lines(capsys)[-1]["source"] is None
+
+
+def test_text_logs_cannot_be_forged_through_the_pixel_path(app, capsys):
+    """L6: a newline in the path put a fake ERROR line into the text log."""
+    from support.apps import WRITE_KEY
+
+    configure_logging(app)  # text: the development default
+    forged = "2026-12-06 00:00:00,000 ERROR sst.admin: FORGED LINE"
+    r = app.test_client().get(f"/v1/pixel/x%0a{forged.replace(' ', '%20')}"
+                              f"?writeKey={WRITE_KEY}")
+    assert r.status_code == 200
+    log_rejection("web", "/v1/pixel/x\r\n" + forged, 404, "not_found")
+    err = capsys.readouterr().err
+    assert "FORGED LINE" in err  # logged, but escaped inside its own line
+    assert not any(line.startswith(forged[:23]) for line in err.splitlines())
+    assert "\\n" in err

@@ -258,3 +258,35 @@ def test_openmetrics_when_asked(tmp_path):
         "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert r.headers["Content-Type"].startswith("application/openmetrics-text")
     assert r.get_data(as_text=True).rstrip().endswith("# EOF")
+
+
+def test_sst_admin_token_also_protects_the_scrape(tmp_path, monkeypatch):
+    """M4: the token from SST_ADMIN_TOKEN guarded /admin but left /metrics open."""
+    monkeypatch.setenv("SST_ADMIN_TOKEN", "admin-token-from-env-0123")
+    app = sqlite_app(tmp_path)
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/admin/").status_code == 401
+    ok = scrape(app, Authorization="Bearer admin-token-from-env-0123")
+    assert value(ok, "sst_database_up") == 1
+
+
+def test_production_without_a_token_closes_the_scrape(tmp_path):
+    """M4: production requires a credential for /metrics, or an explicit private bind."""
+    prod = {"ENV": "production", "SECRET_KEY": "a-private-random-secret-0123456789"}
+    assert sqlite_app(tmp_path, **prod).test_client().get("/metrics").status_code == 404
+    opened = sqlite_app(tmp_path, ADMIN={"metrics": "open"}, **prod)
+    assert value(scrape(opened), "sst_database_up") == 1
+
+
+def test_a_configured_but_unusable_token_closes_the_scrape(tmp_path, monkeypatch):
+    monkeypatch.delenv("SST_TEST_ADMIN_TOKEN", raising=False)
+    app = sqlite_app(tmp_path, ADMIN={"token": "env:SST_TEST_ADMIN_TOKEN"})
+    assert app.test_client().get("/metrics").status_code == 404
+
+
+def test_a_bad_metrics_mode_fails_start_up(tmp_path):
+    from sst.config import ConfigError
+
+    with pytest.raises(ConfigError, match="metrics"):
+        sqlite_app(tmp_path, ADMIN={"metrics": "public"})

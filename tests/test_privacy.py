@@ -1,5 +1,6 @@
 """`sst forget` leaves no trace of the person in any table; `sst purge` applies retention."""
 
+import base64
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
@@ -113,6 +114,19 @@ def test_forget_leaves_no_trace(mysql_url, redis_url, tmp_path):
         r = laptop.post(BASE + "/v1/otp/send", headers=h,
                         json={"writeKey": WRITE_KEY, "phone": PHONE})
         assert r.status_code == 202
+        # L1: a refused pixel hit whose base64 data names the laptop and the email, a
+        # refused body that only the phone's cookie ties to Jane, and a replay naming her.
+        data = base64.urlsafe_b64encode(json.dumps({
+            "anonymousId": "laptop-anon", "properties": {"email": EMAIL}}).encode()).decode()
+        assert laptop.get(BASE + f"/v1/pixel/track?data={data}").status_code == 200
+        r = phone.post(BASE + "/v1/track", headers=h, json={
+            "writeKey": WRITE_KEY, "properties": {"note": "COOKIE-ONLY-MARKER"}})
+        assert r.status_code == 400
+        with app.app_context():
+            db.session.execute(insert(privacy.Replay.__table__).values(
+                started_at=to_db(datetime.now(UTC)), operator="ops", dry_run=False,
+                force=False, filters={"event": f"otp-conv-{user_id}"}))
+            db.session.commit()
         run_worker(app, burst=True)
         assert stub.requests, "Meta was not called"
 
@@ -139,9 +153,11 @@ def test_forget_leaves_no_trace(mysql_url, redis_url, tmp_path):
     doc = json.loads(result.stdout)
     assert doc["dryRun"] is False
     assert doc["counts"]["persons"] == 1 and doc["counts"]["otp_codes"] == 1
-    assert doc["counts"]["rejected_payloads"] == 1
+    assert doc["counts"]["rejected_payloads"] == 3
+    assert doc["counts"]["replays"] == 1
 
     assert scan(app, tokens) == []
+    assert scan(app, {"COOKIE-ONLY-MARKER"}) == []
     with app.app_context():
         left = db.session.execute(select(Event.message_id)).scalars().all()
         assert left == ["order-other"]  # the bystander keeps their event and delivery
@@ -333,14 +349,20 @@ def test_purge_cli_dry_run_by_default(app):
     assert count(app, Event) == 2
     result = app.test_cli_runner().invoke(purge_cmd, ["--yes", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["counts"] == {"events": 1}
+    assert json.loads(result.stdout)["counts"]["events"] == 1
     assert count(app, Event) == 1
 
 
-def test_purge_cli_without_retention_exits_2(app):
-    result = app.test_cli_runner().invoke(purge_cmd, ["--yes"])
-    assert result.exit_code == 2
-    assert "no [retention]" in result.output
+def test_purge_cli_without_retention_applies_the_default_body_rule(app):
+    """M5: request/response bodies have a default retention (30 days)."""
+    result = app.test_cli_runner().invoke(purge_cmd, ["--yes", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["policy"] == {"bodies_days": 30}
+
+
+def test_bodies_days_zero_keeps_bodies():
+    assert privacy.retention_policy({"bodies_days": 0}) == {}
+    assert privacy.retention_policy({}) == {"bodies_days": 30}
 
 
 @pytest.mark.parametrize("policy", [{"events_days": 0}, {"events_days": "30"},
@@ -352,4 +374,4 @@ def test_retention_policy_refuses_bad_values(policy):
 
 def test_retention_policy_skips_unset():
     assert privacy.retention_policy({"events_days": 30, "bodies_days": None}) == {
-        "events_days": 30}
+        "events_days": 30}  # None: that rule is off, the default body rule included

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 # Settings that must stay strings although from_prefixed_env JSON-decodes values.
 STRING_KEYS = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CONFIG", "COOKIE_NAME", "LOG_FORMAT",
-               "COOKIE_DOMAIN", "ENV")
+               "COOKIE_DOMAIN", "ENV", "ADMIN_TOKEN")
 
 
 class SstState:
@@ -69,7 +69,15 @@ class SstState:
             session = requests.Session()
             session.headers["User-Agent"] = f"sst/{__version__}"
             inst = self._connectors[dest.name] = dest.connector_cls(dest.settings, session)
+            inst.ledger_key = self.ledger_key
         return inst
+
+    @cached_property
+    def ledger_key(self) -> bytes:
+        """Key of the tags standing for hashed identifiers in the Track ledger (M5)."""
+        from sst.identity.crypto import derive_key
+
+        return derive_key(str(self.app.config["SECRET_KEY"]), "sst ledger identifier tags")
 
     @cached_property
     def engine(self):
@@ -90,11 +98,14 @@ class SstState:
 
         return Throttle(self.redis_url)
 
-    def check_rate(self, source) -> None:
-        """429 when a source goes over its configured rate (none configured: no cost)."""
+    def check_rate(self, source, messages: int = 1) -> None:
+        """429 when a source goes over its configured rate (none configured: no cost).
+
+        The rate counts messages, not requests (M7): a batch costs one per message, so a
+        "2/minute" source cannot slip 8,000 events through in one batch."""
         if not source.rate_limit:
             return
-        wait = self.throttle.hit(source.rate_limit, "source", source.name)
+        wait = self.throttle.hit(source.rate_limit, "source", source.name, cost=messages)
         if wait is not None:
             err = ApiError(429, "rate_limited",
                            f"source {source.name!r} is over its rate of {source.rate_limit}")
@@ -181,6 +192,12 @@ def create_app(overrides=None):
         app.config.update(overrides)
 
     check_production(app.config)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        # A bound for every route and every way of sending a body (chunked, multipart, form):
+        # werkzeug refuses to read past it, whatever a view does with the request (H2). The
+        # ingest views bound their own bodies tighter; this only has to cover the largest
+        # (a batch, gzip's few bytes of overhead included).
+        app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_BATCH_BYTES"]) + 64 * 1024
     from sst.logs import configure_logging
 
     configure_logging(app)
@@ -246,6 +263,8 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
+        if exc.code == 413:
+            code = "payload_too_large"  # the contract's code, whoever refused the body
         headers = {}
         if exc.code == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)

@@ -37,6 +37,7 @@ class Defaults:
     MAX_BATCH_BYTES = 500 * 1024
     PIXEL_MAX_DATA = 8 * 1024
     REJECTED_KEEP = 10_000  # rows kept in rejected_payloads; older ones are trimmed
+    REJECTED_PER_IP = "60/minute"  # refusals recorded per client address (L2); more: logged
     RETRY_AFTER_SECONDS = 5  # what a 503 tells clients when storage is down
     FORWARD_BOTS = False
     PROXY_FIX_X_FOR = 0  # trusted proxies in front of sst (X-Forwarded-For hops); 0: none
@@ -88,6 +89,10 @@ class IdentitySchema(_Strict):
     verify_limit_phone = fields.String()
     verify_limit_ip = fields.String()
     country_daily_budget = fields.Integer(validate=validate.Range(min=0))
+    # SMS pumping (M6): the countries codes may go to (default: default_region's alone;
+    # ["*"] for any), and a budget of sends per day over all countries (0: none).
+    allowed_regions = fields.List(fields.String(validate=validate.Regexp(r"^([A-Z]{2}|\*)$")))
+    daily_budget = fields.Integer(validate=validate.Range(min=0))
     conversion_event = fields.String(allow_none=True)
 
     @validates_schema
@@ -257,8 +262,22 @@ def build_sources(raw_sources, where="config") -> dict[str, Source]:
     return by_key
 
 
+def check_dev_secret(config) -> None:
+    """The published development secret, in any SST_ENV, only on the embedded SQLite
+    database (M2): it signs cookies and keys the phone hashes, the phone encryption and the
+    OTP hashes, so on a real database anyone could forge visitors and, from a dump, decrypt
+    every phone."""
+    url = str(config.get("DATABASE_URL") or "")
+    if config.get("SECRET_KEY") == DEV_SECRET_KEY and url and not url.startswith("sqlite"):
+        raise ConfigError("SST_SECRET_KEY is the published development secret, refused with "
+                          "a database other than the embedded SQLite one: set "
+                          "SST_SECRET_KEY to a private random value (e.g. `python -c "
+                          "'import secrets; print(secrets.token_urlsafe(48))'`)")
+
+
 def check_production(config) -> None:
     """SST_ENV=production refuses settings that are only safe on a laptop."""
+    check_dev_secret(config)
     if config.get("ENV") != "production":
         return
     problems = []
@@ -277,6 +296,52 @@ def check_production(config) -> None:
         problems.append("SERVE_EXAMPLES is for `sst dev` only")
     if problems:
         raise ConfigError("SST_ENV=production refuses: " + "; ".join(problems))
+
+
+MIN_ADMIN_TOKEN_LEN = 16
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """What guards /admin and /metrics, read in one place (M4): `[admin] token` in the TOML
+    file or SST_ADMIN_TOKEN, `[admin] user`, and `[admin] metrics`.
+
+    metrics: "token" (the scrape sends the admin credentials), "open" (no credential: only
+    where /metrics is on a private bind the Internet cannot reach, e.g. the proxy does not
+    route it) or "off" (404). Default: "token" with a usable token; else "open" in
+    development and "off" under SST_ENV=production."""
+
+    user: str = "admin"
+    token: str | None = None
+    problem: str | None = None  # why a configured token is not used (never the token)
+    metrics: str = "open"
+
+
+METRICS_MODES = ("token", "open", "off")
+
+
+def admin_settings(config) -> AdminSettings:
+    section = config.get("ADMIN") or {}
+    user = str(section.get("user") or "admin")
+    token = section.get("token") or config.get("ADMIN_TOKEN")
+    problem = None
+    if token is not None:
+        try:
+            token = str(resolve_env_refs(token, "[admin]", "token"))
+        except ConfigError as exc:
+            token, problem = None, str(exc)
+    if token is not None and len(token) < MIN_ADMIN_TOKEN_LEN:
+        token, problem = None, f"[admin] token is shorter than {MIN_ADMIN_TOKEN_LEN} characters"
+    mode = section.get("metrics")
+    if mode is None:
+        # A token configured but unusable closes the scrape: an operator who set one meant it.
+        mode = "token" if token else (
+            "off" if problem or config.get("ENV") == "production" else "open")
+    elif mode not in METRICS_MODES:
+        raise ConfigError(f"[admin] metrics: must be one of {', '.join(METRICS_MODES)}")
+    elif mode == "token" and not token:
+        mode = "off"  # asked for a credential that is not there: closed, not open
+    return AdminSettings(user=user, token=token, problem=problem, metrics=mode)
 
 
 def phone_region(config) -> str:

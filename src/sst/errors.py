@@ -26,3 +26,8 @@ class ApiError(SstError):
 
 class StorageUnavailableError(SstError):
     """The database cannot be reached; nothing was written."""
+
+
+class StorageRefusedError(SstError):
+    """The database is up but refused a value of the data (a CHECK such as json_valid, a
+    value out of range): the request's fault, a 400, never a 503 that looks like an outage."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import orjson
 
@@ -75,8 +77,8 @@ def loads(data: bytes | str):
             raise MalformedJSON(str(exc)[:200]) from None
         if nesting_depth(value, MAX_PARSE_DEPTH) > MAX_PARSE_DEPTH:
             raise MalformedJSON(f"nested deeper than {MAX_PARSE_DEPTH} levels") from None
-        try:
-            dumps(value).encode("utf-8")  # lone surrogates cannot be stored as utf8mb4
+        try:  # lone surrogates cannot be stored as utf8mb4
+            json.dumps(value, default=str, ensure_ascii=False).encode("utf-8")
         except (ValueError, UnicodeError) as exc:
             raise MalformedJSON(str(exc)[:200]) from None
         return value
@@ -87,7 +89,47 @@ def loads(data: bytes | str):
 
 
 def dumps(value) -> str:
+    """JSON text; never `Infinity`/`NaN` (invalid JSON that MariaDB's CHECK refuses): the
+    stdlib fallback raises ValueError for them. Callers keep non-finite numbers out (M1)."""
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:
+        return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+
+
+def dumps_text(value) -> str:
+    """Text for a record that is not a JSON column (a refused body): what dumps gives, or,
+    for a value holding 1e309, the stdlib's text with `Infinity` (shown, never parsed)."""
+    try:
+        return dumps(value)
+    except ValueError:
         return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+# A number too large for a double (1e309, or 309+ digits with a fraction) parses to inf
+# in the stdlib; orjson refuses it. Its text needs an exponent of 3+ digits or a run of 309
+# digits, so a body without either cannot hold one and skips the walk below.
+_MAY_OVERFLOW = re.compile(rb"[0-9.][eE][+]?[0-9]{3}|[0-9]{309}")
+
+
+def may_hold_non_finite(data: bytes) -> bool:
+    return _MAY_OVERFLOW.search(data) is not None
+
+
+def non_finite_path(value, prefix="") -> str | None:
+    """The dotted path of the first number that is not finite (1e309 parses to inf), or None.
+
+    Such a number cannot be stored (MariaDB's JSON check refuses Infinity) nor sent to a
+    platform, so the message that holds it is refused alone (contract section 3)."""
+    stack = [(value, prefix)]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                return path or "(the message)"
+        elif isinstance(node, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
+    return None

@@ -73,18 +73,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str, separators=(",", ":"))
 
 
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f)}
+_CONTROLS.update({0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t", 0x2028: "\\u2028",
+                  0x2029: "\\u2029", 0x85: "\\x85"})
+
+
+def escape_controls(text: str) -> str:
+    """Control characters (and Unicode line separators) written as escapes: one record,
+    one line, whatever the logged values hold."""
+    return text.translate(_CONTROLS)
+
+
 class TextFormatter(logging.Formatter):
     """Readable lines for a terminal, the structured fields appended as key=value."""
 
     def __init__(self):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    def formatMessage(self, record):  # noqa: N802 (logging's name)
+        # L6: a message carries request data (a path, a messageId); a newline in it would
+        # start a line of the attacker's making. Tracebacks are added after this, intact.
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
     def format(self, record):
         line = super().format(record)
         fields = _fields(record)
         if fields:
             first, _, rest = line.partition("\n")  # fields before any traceback
-            extra = " ".join(f"{k}={v}" for k, v in fields.items())
+            extra = " ".join(f"{k}={escape_controls(str(v))}" for k, v in fields.items())
             line = f"{first} {extra}" + (f"\n{rest}" if rest else "")
         return line
 

@@ -41,6 +41,7 @@ from sst.models import (
     OtpCode,
     Person,
     RejectedPayload,
+    Replay,
     Track,
     TrackItem,
     Visitor,
@@ -67,6 +68,7 @@ rejected_t = RejectedPayload.__table__
 
 
 erasures_t = Erasure.__table__
+replays_t = Replay.__table__
 
 
 class PrivacyError(SstError):
@@ -217,14 +219,28 @@ def _rejected_cond(s: Subject):
     return or_(*conds) if conds else None
 
 
+def _scrub_replays(engine, s: Subject) -> int:
+    """`sst replay` keeps its filters (--event names a messageId, which may embed a userId):
+    those naming the subject are replaced by a note (L1); the run's counts stay."""
+    tokens = s.anon_ids | s.user_ids | {x for p in s.phones for x in (p, p.lstrip("+"))}
+    if not tokens:
+        return 0
+    text = cast(replays_t.c.filters, Text)
+    cond = or_(*[text.contains(t, autoescape=True) for t in tokens])
+    with engine.begin() as conn:
+        return conn.execute(update(replays_t).where(cond).values(
+            filters={"erased": "named an erased person"})).rowcount
+
+
 def _links_cond(s: Subject):
     ln = links_t.c
     conds = []
     if s.anon_ids:
         conds += [ln.anonymous_id.in_(s.anon_ids),
                   and_(ln.kind == "anonymous_id", ln.value.in_(s.anon_ids))]
-    if s.user_ids:
-        conds.append(and_(ln.kind.in_(PERSON_LINKS), ln.value.in_(s.user_ids)))
+    if s.user_ids:  # claims of the userId by browser keys too (M3 keeps them apart)
+        conds.append(and_(ln.kind.in_((*PERSON_LINKS, "claimed_user_id")),
+                          ln.value.in_(s.user_ids)))
     return or_(*conds) if conds else None
 
 
@@ -356,6 +372,7 @@ def forget(engine, s: Subject, *, pause: float = 0.0) -> dict:
         counts["click_ids"] = counts["visitors"] = 0
     counts["rejected_payloads"] = _delete_where(engine, rejected_t, rejected_t.c.id,
                                                 _rejected_cond(s), pause)
+    counts["replays"] = _scrub_replays(engine, s)
     counts["otp_codes"] = _delete_where(engine, codes_t, codes_t.c.key,
                                         codes_t.c.key.in_(s.phone_keys)
                                         if s.phone_keys else None)
@@ -371,19 +388,38 @@ def forget(engine, s: Subject, *, pause: float = 0.0) -> dict:
 # --- purge --------------------------------------------------------------------------------------
 
 
+# Request and response bodies of the delivery ledger (and refused payloads) hold personal
+# data in platform form; they are for debugging recent failures, so they go after this many
+# days unless [retention] bodies_days says otherwise (0: keep them) (M5).
+DEFAULT_BODIES_DAYS = 30
+
+
 def retention_policy(config: dict | None) -> dict[str, int]:
-    """Validated `[retention]`: {key: days}; raises PrivacyError on a bad value."""
+    """Validated `[retention]`: {key: days}; raises PrivacyError on a bad value.
+
+    bodies_days defaults to DEFAULT_BODIES_DAYS; 0 turns it off."""
+    config = dict(config or {})
+    config.setdefault("bodies_days", DEFAULT_BODIES_DAYS)
     out = {}
-    for key, value in (config or {}).items():
+    for key, value in config.items():
         if key not in RETENTION_KEYS:
             raise PrivacyError(f"[retention]: unknown key '{key}'; known: "
                                f"{', '.join(RETENTION_KEYS)}")
-        if value is None:
+        if value is None or (key == "bodies_days" and value == 0):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise PrivacyError(f"[retention]: key '{key}': a whole number of days, 1 or more")
         out[key] = value
     return out
+
+
+def purge_bodies(engine, config: dict | None, *, now=None) -> dict:
+    """The body rule alone, as the workers apply it on their own (bodies only: deleting
+    events or Tracks stays an operator's `sst purge --yes`)."""
+    policy = retention_policy(config)
+    if "bodies_days" not in policy:
+        return {}
+    return purge(engine, {"bodies_days": policy["bodies_days"]}, now=now)
 
 
 def _steps(policy: dict, now):

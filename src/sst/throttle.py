@@ -38,8 +38,9 @@ class Throttle:
                 options["key_prefix"] = self.key_prefix
         return SlidingWindowCounterRateLimiter(storage_from_string(self.storage_uri, **options))
 
-    def hit(self, rate: str | None, *identifiers: str, fail_open: bool = True) -> int | None:
-        """Count one hit; None when allowed, else the seconds to wait (Retry-After).
+    def hit(self, rate: str | None, *identifiers: str, fail_open: bool = True,
+            cost: int = 1) -> int | None:
+        """Count `cost` hits; None when allowed, else the seconds to wait (Retry-After).
 
         A limiter that cannot be reached lets the request through: losing rate limiting
         for a while is better than refusing every visitor. Where a request costs money
@@ -51,7 +52,7 @@ class Throttle:
 
         item = parse(rate)
         try:
-            if self._limiter.hit(item, *identifiers):
+            if self._limiter.hit(item, *identifiers, cost=max(1, cost)):
                 return None
             reset = self._limiter.get_window_stats(item, *identifiers).reset_time
         except Exception as exc:

@@ -38,6 +38,9 @@ def base_config(**extra):
         "SECRET_KEY": "test-secret-key-0123456789",
         "SOURCES": SOURCES,
         "COOKIE_DOMAIN": ".example.com",
+        # Tests refuse many requests from 127.0.0.1 and count the rows; the per-address cap
+        # (L2) has its own test.
+        "REJECTED_PER_IP": "100000/minute",
     }
     cfg.update(extra)
     return cfg

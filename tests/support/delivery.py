@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from sst.extensions import db
 from sst.models import Delivery, Track
-from support.apps import SERVER_KEY, make_mysql_app, truncate_all
+from support.apps import SERVER_KEY, base_config, make_mysql_app, truncate_all
 
 SST_BIN = Path(sys.executable).parent / "sst"
 BROWSER_UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -129,7 +129,8 @@ def toml_config(path: Path, destinations) -> Path:
 
 def worker_env(mysql_url, redis_url, config: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SST_")}
-    env.update(SST_DATABASE_URL=mysql_url, SST_REDIS_URL=redis_url, SST_CONFIG=str(config))
+    env.update(SST_DATABASE_URL=mysql_url, SST_REDIS_URL=redis_url, SST_CONFIG=str(config),
+               SST_SECRET_KEY=base_config()["SECRET_KEY"])  # the apps' own (M2 refuses none)
     return env
 
 

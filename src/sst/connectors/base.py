@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from urllib.parse import quote, quote_plus
 
 import requests
 from marshmallow import RAISE, Schema, fields, validate
+
+from sst.identity.hashing import mask_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +98,7 @@ class HttpExchange:
     started_at: datetime
     message_ids: list[str] = field(default_factory=list)  # the events this request carried
     acknowledgement: Acknowledgement | None = None  # what the answer said, if it said anything
+    track_id: int | None = None  # the ledger row written before the request went out (L3)
 
 
 @dataclass
@@ -214,6 +218,11 @@ def http_outcome(status: int, headers: Mapping | None = None, detail: str = "") 
     return Outcome(PERMANENT, error=msg, code=code)
 
 
+# The hook of the send() running in this thread (a connector instance serves every job of
+# its process; a thread runs one send at a time).
+_hook = threading.local()
+
+
 class Connector:
     """Base class. Subclasses set the class attributes and implement `build_requests`."""
 
@@ -225,6 +234,10 @@ class Connector:
     # Does a success answer mean the platform accepted the events? False where it answers
     # 2xx to anything (GA4's Measurement Protocol): those events count as unconfirmed.
     confirms_acceptance: bool = True
+
+    # Key of the tags that stand for hashed identifiers in recorded requests (M5); the app
+    # derives it from its secret. None: they are masked outright.
+    ledger_key: bytes | None = None
 
     def __init__(self, settings: dict, session: requests.Session | None = None):
         self.settings = settings
@@ -295,14 +308,24 @@ class Connector:
     # --- I/O -------------------------------------------------------------------------------
 
     def send(self, events: list[EventData], now: datetime | None = None,
-             send_by: float | None = None) -> SendReport:
+             send_by: float | None = None, before_send=None) -> SendReport:
         """Send the events: the one send loop, which production's workers and the connector
         test table both run. Never raises on HTTP, network or payload failure.
 
         The events must carry distinct message ids (one platform event id per request).
         `send_by` is a time.monotonic() deadline: a request not started by then is not sent,
         and its events get the outcome code UNSENT (a worker's claim is running out).
+        `before_send(req, exchange) -> track id` records each request before it goes out
+        (the exchange holds the masked request, no answer yet), so a worker killed while
+        the platform answers leaves the request in the ledger (L3).
         """
+        _hook.before_send = before_send
+        try:
+            return self._send(events, now, send_by)
+        finally:
+            _hook.before_send = None
+
+    def _send(self, events, now, send_by) -> SendReport:
         now = now or datetime.now(UTC)
         outcomes: dict[str, Outcome] = {}
         ready = []
@@ -375,6 +398,19 @@ class Connector:
         """Do the HTTP call with the configured timeout; record it, secrets masked."""
         headers = {**req.headers, **(extra_headers or {})}
         started = datetime.now(UTC)
+        masked_url = self.mask(req.url)
+        masked_headers = self.mask_headers(headers)
+        # Hashed phones and emails are reversible (M5): the ledger keeps keyed tags.
+        masked_body = (mask_hashes(self.mask(req.body), self.ledger_key)
+                       if isinstance(req.body, str) else None)
+        track_id = None
+        before_send = getattr(_hook, "before_send", None)
+        if before_send is not None and req.message_ids:
+            track_id = before_send(req, HttpExchange(
+                method=req.method, url=masked_url, request_headers=masked_headers,
+                request_body=masked_body, status=None, response_headers={},
+                response_body=None, error_class=None, error_message=None, duration_ms=0.0,
+                started_at=started, message_ids=list(req.message_ids)))
         t0 = time.perf_counter()
         resp = err = None
         try:
@@ -396,16 +432,17 @@ class Connector:
             body, status, resp_headers = None, None, {}
         exch = HttpExchange(
             method=req.method,
-            url=self.mask(req.url),
-            request_headers=self.mask_headers(headers),
-            request_body=self.mask(req.body) if isinstance(req.body, str) else None,
+            url=masked_url,
+            request_headers=masked_headers,
+            request_body=masked_body,
             status=status,
             response_headers=self.mask_headers(resp_headers),
-            response_body=self.mask(body),
+            response_body=mask_hashes(self.mask(body), self.ledger_key),
             error_class=type(err).__name__ if err is not None else None,
             error_message=self.mask(str(err))[:2000] if err is not None else None,
             duration_ms=round(duration, 3),
             started_at=started,
+            track_id=track_id,
         )
         if err is not None:
             logger.warning("%s: %s %s failed: %s", self.name, req.method, exch.url,

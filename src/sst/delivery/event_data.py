@@ -37,7 +37,7 @@ def _people(conn, anon_ids: set, user_ids: set) -> tuple[dict, set, dict]:
                 Link.kind.in_(PERSON_LINKS), Link.anonymous_id.in_(anon_ids), Link.value.in_(known))
             .order_by(Link.id)).all()}
     persons = set()
-    if user_ids:
+    if user_ids:  # only the trusted events' userIds (server-only keys, OTP): see the caller
         persons = set(conn.execute(known.where(Person.user_id.in_(user_ids))).scalars())
     devices: dict = {}
     wanted = set(person_of.values()) | persons
@@ -46,6 +46,13 @@ def _people(conn, anon_ids: set, user_ids: set) -> tuple[dict, set, dict]:
                 Link.kind.in_(PERSON_LINKS), Link.value.in_(wanted))).all():
             devices.setdefault(u, set()).add(a)
     return person_of, persons, devices
+
+
+def _trusted(e) -> bool:
+    """Whether the event's own userId may name a Person: sent with a server-only key or
+    recorded by the OTP verification (prepare marks those); a browser key's userId is
+    public knowledge and claims nobody."""
+    return bool((e.request or {}).get("trusted"))
 
 
 def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
@@ -62,7 +69,7 @@ def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
         for e in events.values():
             own_ids.update(x for x in (e.anonymous_id, e.client_anonymous_id) if x)
         person_of, persons, devices = _people(
-            conn, own_ids, {e.user_id for e in events.values() if e.user_id})
+            conn, own_ids, {e.user_id for e in events.values() if e.user_id and _trusted(e)})
         all_ids = set(own_ids)
         for ids in devices.values():
             all_ids |= ids
@@ -87,7 +94,7 @@ def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
             continue
         message = e.message or {}
         own = {x for x in (e.anonymous_id, e.client_anonymous_id) if x}
-        person = e.user_id if e.user_id in persons else next(
+        person = e.user_id if e.user_id in persons and _trusted(e) else next(
             (person_of[a] for a in sorted(own) if a in person_of), None)
         device_ids = set(own)
         if person:

@@ -164,14 +164,42 @@ def _send_group(state, dest, connector, claimed, result) -> None:
             found.append(row)
         else:
             outcomes[row["id"]] = Outcome(PERMANENT, error="event not found", code="internal")
+    by_id = {r["id"]: r for r in claimed}
     for round_ in distinct_message_ids(found, events):
         id_of = {events[r["id"]].message_id: r["id"] for r in round_}
-        report = connector.send([events[r["id"]] for r in round_], now=now, send_by=send_by)
+        before_send = functools.partial(_record_in_flight, state.engine, dest, by_id, id_of)
+        report = connector.send([events[r["id"]] for r in round_], now=now, send_by=send_by,
+                                before_send=before_send)
         for mid, outcome in report.outcomes.items():
             outcomes[id_of[mid]] = outcome
         exchanges += [(x, [id_of[m] for m in x.message_ids if m in id_of])
                       for x in report.exchanges]
     _record(state.engine, dest, connector, claimed, outcomes, exchanges, result)
+
+
+IN_FLIGHT = "sending"  # outcome of a Track whose answer is not recorded yet
+
+
+def _record_in_flight(engine, dest, by_id, id_of, req, exch) -> int | None:
+    """Write the Track of a request before it goes out (L3): a worker killed while the
+    platform answers leaves the request in the ledger (outcome "sending"; sweep marks it
+    "unknown"), not a request that happened with no trace. _record fills in the answer."""
+    ids = [id_of[m] for m in req.message_ids if m in id_of]
+    if not ids:
+        return None
+    first = by_id[ids[0]]
+    row = {"delivery_id": first["id"], "incoming_id": first["event_id"],
+           "destination": dest.name, "connector": dest.connector, "attempt": first["attempts"],
+           "outcome": IN_FLIGHT, "method": exch.method, "url": exch.url,
+           "request_headers": exch.request_headers, "request_body": exch.request_body,
+           "status": None, "response_headers": None, "response_body": None,
+           "error_class": None, "error_message": None, "duration_ms": None,
+           "created_at": to_db(exch.started_at)}
+    with engine.begin() as conn:
+        track_id = conn.execute(insert(tracks_t), row).inserted_primary_key[0]
+        conn.execute(insert(items_t), [{"track_id": track_id, "delivery_id": i,
+                                        "event_id": by_id[i]["event_id"]} for i in ids])
+    return track_id
 
 
 def distinct_message_ids(rows: list[dict], events: dict) -> list[list[dict]]:
@@ -274,12 +302,19 @@ def _record(engine, dest, connector, claimed, outcomes, exchanges, result) -> No
         # One structured line per outcome, for log-based alerting (ids only).
         log_delivery(row["id"], dest.name, new_state, row["attempts"],
                      outcome.code or outcome.kind, row.get("_message_id"))
+    in_flight = [(exch.track_id, row) for (exch, _), row in zip(exchanges, tracks, strict=True)
+                 if exch.track_id is not None]
+    fresh = [(pair, row) for pair, row in zip(exchanges, tracks, strict=True)
+             if pair[0].track_id is None]
     with engine.begin() as conn:
-        track_ids = _insert_tracks(conn, tracks)
+        track_ids = _insert_tracks(conn, [row for _, row in fresh])
         items = [{"track_id": track_id, "delivery_id": i, "event_id": by_id[i]["event_id"]}
-                 for track_id, (_, ids) in zip(track_ids, exchanges, strict=True) for i in ids]
+                 for track_id, ((_, ids), _) in zip(track_ids, fresh, strict=True) for i in ids]
         if items:
             conn.execute(insert(items_t), items)
+        for track_id, row in in_flight:  # written before the request went out: the answer
+            conn.execute(update(tracks_t).where(tracks_t.c.id == track_id).values(
+                {k: v for k, v in row.items() if k not in ("delivery_id", "incoming_id")}))
         for (claim, values), ids in changes.items():
             conn.execute(update(deliveries_t).where(d.id.in_(ids), d.claim == claim)
                          .values(**dict(values)))

@@ -108,12 +108,30 @@ def run_inline(state, limit: int = 500) -> int:
     return handled
 
 
+PURGE_EVERY = 6 * 3600.0  # seconds between the workers' own passes of the body retention
+
+
+def purge_bodies(app) -> None:
+    """Drop ledger and refused bodies past [retention] bodies_days (default 30 days)."""
+    from sst import privacy
+
+    try:
+        counts = privacy.purge_bodies(app.extensions["sst"].engine,
+                                      app.config.get("RETENTION"))
+    except Exception:  # retention must never stop deliveries; `sst purge` says why
+        logger.exception("body retention")
+        return
+    if any(counts.values()):
+        logger.info("body retention: %s", counts)
+
+
 def start_embedded_worker(app, poll: float = 0.5, sweep_every: float = 30.0):
     """A daemon thread that plays the worker for `sst dev`."""
     state = app.extensions["sst"]
 
     def loop():
         last_sweep = 0.0
+        last_purge = time.monotonic() - PURGE_EVERY + 60.0
         while True:
             try:
                 with app.app_context():
@@ -121,6 +139,9 @@ def start_embedded_worker(app, poll: float = 0.5, sweep_every: float = 30.0):
                         sweep(state)
                         last_sweep = time.monotonic()
                         run_alerts(app)
+                    if time.monotonic() - last_purge > PURGE_EVERY:
+                        last_purge = time.monotonic()
+                        purge_bodies(app)
                     if run_inline(state):
                         continue
             except Exception:  # keep the embedded worker alive; the rows stay in the outbox
@@ -182,6 +203,7 @@ def run_worker(app, *, burst: bool = False, queues=(QUEUE,), worker_class: str =
 
     def relay_loop():
         last_sweep = 0.0
+        last_purge = time.monotonic() - PURGE_EVERY + 60.0  # a minute after start-up
         while not stop.is_set():
             try:
                 with app.app_context():
@@ -189,6 +211,9 @@ def run_worker(app, *, burst: bool = False, queues=(QUEUE,), worker_class: str =
                         sweep(state, alive)
                         last_sweep = time.monotonic()
                         run_alerts(app)
+                    if time.monotonic() - last_purge > PURGE_EVERY:
+                        last_purge = time.monotonic()
+                        purge_bodies(app)
                     if relay(state, enqueue):
                         continue
             except Exception:  # the relay retries; rows stay pending in the outbox

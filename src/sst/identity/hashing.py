@@ -198,3 +198,29 @@ def external_id(user_id: str | None) -> str | None:
         return None
     norm = str(user_id).strip().lower()
     return hash_normalized(norm)
+
+
+# A SHA-256 in hex, standing alone (not inside a longer hex or word): how every platform
+# receives a hashed phone, email or external id.
+_HASHED_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{64}(?![0-9A-Za-z])")
+MASKED_PREFIX = "sha256~"
+
+
+def mask_hashes(text: str | None, key: bytes | None = None) -> str | None:
+    """`text` with every SHA-256 hex replaced by a short keyed tag (M5).
+
+    An unsalted SHA-256 of a phone is reversed by trying the 10^7 numbers of an area code,
+    so the delivery ledger and /admin must not keep it. The tag (HMAC under `key`, 12 hex)
+    still shows whether two requests carried the same identifier, and reverses to nothing
+    without the key; with no key the value is masked outright."""
+    if not text:
+        return text
+    import hmac
+
+    def tag(match):
+        if key is None:
+            return MASKED_PREFIX + "masked"
+        digest = hmac.new(key, match.group(0).lower().encode(), hashlib.sha256).hexdigest()
+        return MASKED_PREFIX + digest[:12]
+
+    return _HASHED_TOKEN.sub(tag, text)

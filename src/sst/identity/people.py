@@ -16,7 +16,9 @@ codes_t = OtpCode.__table__
 links_t = Link.__table__
 
 # Link kinds that tie a device (anonymous id) to a Person: an OTP verification ("person"),
-# and a verified userId sent back with the device's events ("user_id").
+# and an identify/alias from a server-only key or sst's own verification ("user_id").
+# An identify sent with a public browser key is kept as "claimed_user_id": anyone who has
+# seen a userId could send it, so it never pulls a Person's phone or devices (M3).
 PERSON_LINKS = ("person", "user_id")
 
 

@@ -13,7 +13,7 @@ from sst.clock import corrected_event_time, to_db
 from sst.ingest.schema import flat_errors, message_schema, quick_load
 from sst.ingest.store import PreparedEvent, Touch
 from sst.ingest.touch import AD_COOKIES, page_url_of, parse_touch, referrer_of
-from sst.jsonutil import dumps, nesting_depth
+from sst.jsonutil import dumps, nesting_depth, non_finite_path
 
 
 @dataclass
@@ -44,6 +44,11 @@ class RequestInfo:
     batch_sent_at: object = None  # a batch's own sentAt
     extra_touch_url: str | None = None  # the pixel request's own URL (email links)
     shallow: bool = False  # the body has too few brackets for any message to be too deep
+    finite: bool = False  # the body's text cannot hold a number too large for a double
+    # A server-only key (origins = []) or sst's own OTP verification: only such a message's
+    # userId may tie the device to a verified Person (contract section 4). A browser key is
+    # public, so its userId is stored as sent and claims nobody.
+    trusted: bool = False
 
 
 # MariaDB's JSON columns refuse documents nested 32 levels or more (JSON_VALID's limit);
@@ -90,6 +95,12 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
     if not info.shallow and nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
         return Rejection(400, "invalid_message",
                          f"a message may nest objects and arrays {MAX_DEPTH} levels deep at most")
+    if not info.finite and (where := non_finite_path(raw)) is not None:
+        # 1e309: not storable (MariaDB refuses Infinity in JSON) nor sendable; this message
+        # alone is refused, never its batch, and never as a 503 (M1, L5: no silent null).
+        return Rejection(400, "invalid_message",
+                         f"{where}: the number is too large; send it as a string",
+                         {where: "number out of range"})
     if max_bytes is not None and len(dumps(raw).encode()) > max_bytes:
         return Rejection(413, "message_too_large",
                          f"a message may be {max_bytes // 1024} KiB at most")
@@ -119,8 +130,15 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
     ad_cookies = _ad_cookies(context, info.ad_cookies)
     page_url = page_url_of(raw)
     referrer = referrer_of(raw)
-    ip = _context_str(context, "ip", 45) or info.ip
-    user_agent = _context_str(context, "userAgent", 512) or info.user_agent
+    ip = _context_str(context, "ip", 45) or (info.ip[:45] if info.ip else None)
+    user_agent = _context_str(context, "userAgent", 512)
+    cut_user_agent = None
+    if user_agent is None and info.user_agent:
+        # Cut here, on purpose and on record, not by the database: INSERT IGNORE turns a
+        # too-long value into a silent truncation (L5).
+        user_agent = info.user_agent[:512]
+        if len(info.user_agent) > 512:
+            cut_user_agent = len(info.user_agent)
     kind = msg["type"]
     name = msg.get("event") if kind == "track" else msg.get("name")
 
@@ -142,6 +160,10 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
         request["ad_cookies"] = ad_cookies
     if index is not None:
         request["batch_index"] = index
+    if cut_user_agent:
+        request["user_agent_length"] = cut_user_agent  # the header as sent, before the cut
+    if info.trusted and user_id:
+        request["trusted"] = True  # event_data joins this userId to its Person
     row = {
         "source": info.source,
         "message_id": message_id,
@@ -165,14 +187,15 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
     }
 
     links = []
+    link_kind = "user_id" if info.trusted else "claimed_user_id"
     if anonymous_id is not None:
         if client_anon and client_anon != anonymous_id:
             links.append((anonymous_id, "anonymous_id", client_anon))
         if user_id and kind in ("identify", "alias"):
-            links.append((anonymous_id, "user_id", user_id))
+            links.append((anonymous_id, link_kind, user_id))
     previous = msg.get("previousId")
     if kind == "alias" and previous and user_id and previous != anonymous_id:
-        links.append((previous[:128], "user_id", user_id))
+        links.append((previous[:128], link_kind, user_id))
 
     touch = None
     if anonymous_id is not None:

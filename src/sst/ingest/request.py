@@ -142,4 +142,6 @@ def request_info(source, auth, endpoint, batch_sent_at=None) -> RequestInfo:
         content_type=environ.get("CONTENT_TYPE") or None,
         ad_cookies=ad_cookies(request.cookies) if "HTTP_COOKIE" in environ else {},
         batch_sent_at=batch_sent_at,
+        # The pixel is a browser path whatever key it names: never trusted.
+        trusted=not source.origins and not endpoint.startswith("/v1/pixel/"),
     )

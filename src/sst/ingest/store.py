@@ -16,7 +16,7 @@ from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from sst.clock import from_db, iso, parse_time, utcnow
-from sst.errors import StorageUnavailableError
+from sst.errors import StorageRefusedError, StorageUnavailableError
 from sst.ingest.lean import store_single
 from sst.models import ClickId, Event, Link, RejectedPayload, Visitor, insert_ignore
 
@@ -98,9 +98,21 @@ def store_events(engine, items: list[PreparedEvent], on_insert=None) -> list[boo
             if _is_lock_conflict(exc) and attempt < LOCK_RETRIES:
                 time.sleep(random.uniform(0.005, 0.03) * attempt)
                 continue
+            if _refused_value(exc):
+                raise StorageRefusedError(str(exc.orig)[:200]) from exc
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 raise StorageUnavailableError(str(exc.orig)[:200]) from exc
             raise
+
+
+# The server answered, and refused the data: CHECK constraint (4025, MariaDB's json_valid),
+# invalid JSON text (3140, MySQL), out of range (1264), too long (1406), bad value (1366).
+_REFUSED_VALUE_ERRORS = (4025, 3140, 1264, 1406, 1366)
+
+
+def _refused_value(exc: DBAPIError) -> bool:
+    args = getattr(exc.orig, "args", ())
+    return bool(args) and args[0] in _REFUSED_VALUE_ERRORS
 
 
 LOCK_RETRIES = 8

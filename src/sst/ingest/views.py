@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 
 from sst.cors import add_cors_headers
-from sst.errors import ApiError, StorageUnavailableError
+from sst.errors import ApiError, StorageRefusedError, StorageUnavailableError
 from sst.extensions import state as current_state
+from sst.identity.network import client_key
 from sst.ingest import counters, sdk_settings, store
 from sst.ingest.pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
 from sst.ingest.prepare import MAX_DEPTH, Rejection, prepare
@@ -25,7 +26,7 @@ from sst.ingest.request import (
     set_cookie,
 )
 from sst.ingest.schema import MESSAGE_TYPES
-from sst.jsonutil import MalformedJSON, dumps, loads, shallow
+from sst.jsonutil import MalformedJSON, dumps, dumps_text, loads, may_hold_non_finite, shallow
 from sst.logs import log_rejection
 
 logger = logging.getLogger(__name__)
@@ -52,14 +53,56 @@ def _json_response(body: bytes | dict, status=200) -> Response:
     return Response(data, status=status, mimetype="application/json")
 
 
+UNAUTHENTICATED_BODY = 1024  # bytes of a body kept when the write key is missing or unknown
+
+
 def _reject(status, code, message, *, source=None, details=None, body=None):
     state = current_state()
+    ip = request.remote_addr
+    # L2: anyone can be refused, so a flood of refusals must not fill rejected_payloads
+    # (its cap is shared) with 32 KiB rows: bodies of unauthenticated requests are cut to
+    # 1 KiB, and each address gets a bounded number of rows.
+    if status == 401 and body:
+        body = body[:UNAUTHENTICATED_BODY]
+    limit = current_app.config.get("REJECTED_PER_IP")  # rows per client address
+    if limit and state.throttle.hit(limit, "rejected-ip", client_key(ip)) is not None:
+        log_rejection(source, request.path[:64], status, code)
+        return
+    # L1: a refused browser body may name nobody but the cookie; keep its id so that
+    # `sst forget` finds the row.
+    visitor = _cookie_visitor(state)
+    if visitor is not None:
+        details = {**(details or {}), "cookieAnonymousId": visitor}
     store.record_rejection(
         state.engine, keep=state.rejected_keep, source=source, endpoint=request.path[:64],
         status=status, error=code, message=message[:1000], details=details, body=body,
         ip=request.remote_addr, user_agent=request.headers.get("User-Agent"),
         origin=request.headers.get("Origin"))
     log_rejection(source, request.path[:64], status, code)
+
+
+def _cookie_visitor(state):
+    raw = request.cookies.get(state.cookie_name) if "HTTP_COOKIE" in request.environ else None
+    return state.signer.unsign(raw) if raw else None
+
+
+def _pixel_body() -> str:
+    """What a refused pixel hit keeps: its query with `data` decoded when it is base64
+    (L1: `sst forget` matches text, and base64 hid the ids and emails from it)."""
+    args = request.args.to_dict(flat=True)
+    data = args.get("data")
+    if isinstance(data, str):
+        import base64
+        import binascii
+
+        text = data.strip()
+        try:
+            raw = base64.b64decode(text.replace("-", "+").replace("_", "/")
+                                   + "=" * (-len(text) % 4), validate=True)
+            args["data"] = raw.decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            pass
+    return dumps_text(args)
 
 
 @bp.route("/v1/<kind>", methods=["POST"])
@@ -100,15 +143,16 @@ def _collect(kind, allow_query=False):
         if not isinstance(payload, dict):
             raise ApiError(400, "malformed_json", "the body must be a JSON object")
         source, auth = authenticate(state, payload.get("writeKey"), allow_query=allow_query)
-        state.check_rate(source)
 
         if is_batch:
             messages = payload.get("batch")
             if not isinstance(messages, list) or not messages:
                 raise ApiError(400, "invalid_message", "a batch needs a non-empty 'batch' list",
                                fields={"batch": "required, a non-empty list"})
+            state.check_rate(source, len(messages))
             messages = [_merge_batch_defaults(m, payload) for m in messages]
         else:
+            state.check_rate(source)
             payload["type"] = SINGLE[kind]
             messages = [payload]
         return _store(state, source, auth, messages, is_batch, body, payload)
@@ -151,6 +195,7 @@ def _batch_sent_at(payload):
 def _store(state, source, auth, messages, is_batch, body, payload):
     info = request_info(source, auth, request.path, _batch_sent_at(payload) if is_batch else None)
     info.shallow = shallow(body, MAX_DEPTH)
+    info.finite = not may_hold_non_finite(body)
     browser = info.origin is not None
     first = next((m.get("anonymousId") for m in messages if isinstance(m, dict)), None)
     info.visitor_id = choose_visitor(state, info, browser, first)
@@ -176,7 +221,7 @@ def _store(state, source, auth, messages, is_batch, body, payload):
         raise ApiError(400, "invalid_batch", "no message in the batch is valid",
                        rejected=rejected)
     try:
-        state.store(prepared)
+        prepared = _store_prepared(state, prepared, rejected)
         counters.count_messages(source.name, len(prepared), len(rejected))
     except StorageUnavailableError as exc:
         logger.error("storage unavailable, answering 503: %s", exc)
@@ -189,13 +234,42 @@ def _store(state, source, auth, messages, is_batch, body, payload):
         for r in rejected:
             _reject(413 if r["error"] == "message_too_large" else 400, r["error"], r["message"],
                     source=source.name, details={k: v for k, v in r.items() if k != "message"},
-                    body=dumps(messages[r["index"]]))
+                    body=dumps_text(messages[r["index"]]))
         resp = _json_response({"success": True, "rejected": rejected})
     else:
         resp = _json_response(SUCCESS)
     if info.visitor_id is not None and (browser or info.cookie_state == "valid"):
         set_cookie(state, resp, info.visitor_id)
     return resp
+
+
+def _store_prepared(state, prepared, rejected):
+    """Store the messages; if the database refuses a value (none should pass prepare, but
+    a refusal must never sink the batch nor pose as an outage), store them one by one and
+    reject only those it refuses. Returns the stored ones."""
+    try:
+        state.store(prepared)
+        return prepared
+    except StorageRefusedError as exc:
+        logger.warning("the database refused a value, storing the messages one by one: %s",
+                       exc)
+    kept = []
+    for item in prepared:
+        try:
+            state.store([item])
+            kept.append(item)
+        except StorageRefusedError:
+            index = item.row["request"].get("batch_index", 0)
+            rejected.append({"index": index, "messageId": item.row["message_id"],
+                             "error": "invalid_message",
+                             "message": "the database refused a value of this message"})
+    if not kept:
+        if len(prepared) == 1 and "batch_index" not in prepared[0].row["request"]:
+            raise ApiError(400, "invalid_message", rejected[-1]["message"])
+        raise ApiError(400, "invalid_batch", "no message in the batch is valid",
+                       rejected=rejected)
+    rejected.sort(key=lambda r: r["index"])
+    return kept
 
 
 @bp.route("/v1/pixel/<kind>", methods=["GET"])
@@ -225,11 +299,11 @@ def pixel(kind):
         counters.count_messages(source.name, 1, 0)
         set_cookie(state, resp, info.visitor_id)
     except PixelError as exc:
-        _reject(400, exc.code, exc.message, body=request.query_string)
+        _reject(400, exc.code, exc.message, body=_pixel_body())
     except ApiError as exc:
         if exc.status != 429:
             name = source.name if source else getattr(exc, "source", None)
-            _reject(exc.status, exc.code, exc.message, source=name, body=request.query_string)
+            _reject(exc.status, exc.code, exc.message, source=name, body=_pixel_body())
     except StorageUnavailableError as exc:
         logger.error("storage unavailable for a pixel hit: %s", exc)
     except Exception:  # an <img> cannot show an error: the contract is the GIF, always

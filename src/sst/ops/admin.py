@@ -17,9 +17,9 @@ from sqlalchemy import or_, select
 
 from sst import reports
 from sst.clock import iso, parse_relative, utcnow
-from sst.config import resolve_env_refs
-from sst.errors import ConfigError
+from sst.config import MIN_ADMIN_TOKEN_LEN, admin_settings
 from sst.extensions import state as current_state
+from sst.identity.hashing import mask_hashes
 from sst.models import Delivery, Event, Track, TrackItem
 from sst.ops import charts
 from sst.ops.status import delivery_backlog, destination_status
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
-MIN_TOKEN_LEN = 16
+MIN_TOKEN_LEN = MIN_ADMIN_TOKEN_LEN
 # Routes take every method so that, while the dashboard is off, a POST answers 404 like a GET
 # (not 405, which would tell that /admin exists); once authenticated, only GET and HEAD pass.
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -39,19 +39,10 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-actio
 
 def admin_credentials(config) -> tuple[str, str] | None:
     """(user, token) when the dashboard is configured and usable, else None."""
-    section = config.get("ADMIN") or {}
-    token = section.get("token") or config.get("ADMIN_TOKEN")
-    if token is None:
-        return None
-    try:
-        token = str(resolve_env_refs(token, "[admin]", "token"))
-    except ConfigError as exc:
-        _off(str(exc))
-        return None
-    if len(token) < MIN_TOKEN_LEN:
-        _off(f"[admin] token is shorter than {MIN_TOKEN_LEN} characters")
-        return None
-    return str(section.get("user") or "admin"), token
+    settings = admin_settings(config)
+    if settings.problem:
+        _off(settings.problem)
+    return (settings.user, settings.token) if settings.token else None
 
 
 _reported: set = set()
@@ -64,7 +55,8 @@ def _off(reason: str) -> None:
         logger.error("admin dashboard off: %s", reason)
 
 
-def _authorized(user: str, token: str) -> bool:
+def authorized(user: str, token: str) -> bool:
+    """Whether the request carries the admin credentials (Bearer token, or Basic)."""
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return hmac.compare_digest(header[7:].strip().encode(), token.encode())
@@ -82,7 +74,7 @@ def _guard():
     creds = admin_credentials(current_app.config)
     if creds is None:
         abort(404)
-    if not _authorized(*creds):
+    if not authorized(*creds):
         return Response("Authentication required.\n", 401, mimetype="text/plain",
                         headers={"WWW-Authenticate": 'Basic realm="sst admin", charset="UTF-8"'})
     if request.method not in ("GET", "HEAD"):
@@ -106,9 +98,16 @@ def _pretty(value) -> str:
         try:
             value = json.loads(value)
         except ValueError:
-            return value[:BODY_SHOWN]
+            return _masked(value[:BODY_SHOWN])
     text = json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
-    return text if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + "\n… (cut)"
+    text = text if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + "\n… (cut)"
+    return _masked(text)
+
+
+def _masked(text: str) -> str:
+    # Hashed phones and emails are reversible: /admin shows keyed tags, also for rows
+    # recorded before the ledger masked them (M5).
+    return mask_hashes(text, current_state().ledger_key)
 
 
 def _age(seconds) -> str | None:

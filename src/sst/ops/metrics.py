@@ -21,13 +21,15 @@ Two kinds of numbers:
   ``sst_redis_up``, ``sst_queue_depth{queue}`` and ``sst_queue_jobs{queue, registry}``.
   A database or Redis that does not answer turns its ``*_up`` into 0; the scrape still works.
 
-Access: open, unless ``[admin] token`` is set; then the scrape must send
-``Authorization: Bearer <token>`` (Prometheus: ``authorization: {credentials: ...}``).
+Access (sst.config.admin_settings, shared with /admin): with an admin token (``[admin] token``
+or ``SST_ADMIN_TOKEN``) the scrape must send ``Authorization: Bearer <token>`` (Prometheus:
+``authorization: {credentials: ...}``) or the admin Basic credentials. Without one it is open
+in development and off (404) under SST_ENV=production, unless ``[admin] metrics = "open"``
+says /metrics is served where only the scraper reaches it.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 from datetime import datetime, timedelta
@@ -186,19 +188,21 @@ def scrape_registry(state, now=None) -> CollectorRegistry:
 
 @bp.record
 def _setup(setup_state):
-    """Read [admin] token once, at start-up (a missing env: variable fails it there)."""
-    from sst.config import resolve_env_refs
+    """Read the access rule once, at start-up (a bad [admin] metrics fails it there)."""
+    from sst.config import admin_settings
 
     app = setup_state.app
-    admin = resolve_env_refs(app.config.get("ADMIN") or {}, "config [admin]")
-    app.extensions["sst.ops.metrics"] = {"token": admin.get("token") or None}
+    app.extensions["sst.ops.metrics"] = admin_settings(app.config)
 
 
-def _check_token(token: str) -> None:
-    header = request.headers.get("Authorization") or ""
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                             token.encode()):
+def _check_access(settings) -> None:
+    if settings.metrics == "open":
+        return
+    if settings.metrics == "off":
+        raise ApiError(404, "not_found", "no endpoint /metrics")
+    from sst.ops.admin import authorized
+
+    if not authorized(settings.user, settings.token):
         err = ApiError(401, "unauthorized", "send Authorization: Bearer <the [admin] token>")
         err.headers["WWW-Authenticate"] = 'Bearer realm="sst"'
         raise err
@@ -207,9 +211,7 @@ def _check_token(token: str) -> None:
 @bp.get("/metrics")
 def metrics():
     """Prometheus scrape."""
-    token = current_app.extensions.get("sst.ops.metrics", {}).get("token")
-    if token:
-        _check_token(token)
+    _check_access(current_app.extensions["sst.ops.metrics"])
     encoder, content_type = choose_encoder(request.headers.get("Accept"))
     registry = scrape_registry(current_state())
     return Response(encoder(registry), status=200, headers={"Content-Type": content_type,
