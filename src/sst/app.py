@@ -188,6 +188,12 @@ def create_app(overrides=None):
     destinations = load_destinations(app.config["DESTINATIONS"])
 
     url = _database_url(app)
+    from sst.dbcheck import check_database_url, check_redis_url
+
+    # An unreadable URL or a missing driver is a set-up error, said in one line at start-up.
+    problem = check_database_url(url) or check_redis_url(app.config.get("REDIS_URL"))
+    if problem:
+        raise ConfigError(problem)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**_engine_options(url),
@@ -254,6 +260,16 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        from sst.dbcheck import UPGRADE_HINT, is_schema_error
+
+        if is_schema_error(exc):
+            # A forgotten `sst db upgrade` is an operator's fix, not a bug: say which.
+            logger.error("schema missing or behind on %s %s: %s", request.method,
+                         request.path, exc.__class__.__name__)
+            return _error_response(503, {"error": "storage_unavailable",
+                                         "message": f"the database schema is missing or "
+                                                    f"behind: {UPGRADE_HINT}"},
+                                   {"Retry-After": "30"})
         logger.exception("unexpected error on %s %s", request.method, request.path)
         return _error_response(500, {"error": "internal_error",
                                      "message": "an unexpected error occurred"})

@@ -26,3 +26,7 @@ class ApiError(SstError):
 
 class StorageUnavailableError(SstError):
     """The database cannot be reached; nothing was written."""
+
+
+class SchemaBehindError(StorageUnavailableError):
+    """The database has no sst schema, or an older one: `sst db upgrade` was not run."""

@@ -16,7 +16,8 @@ from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from sst.clock import from_db, iso, parse_time, utcnow
-from sst.errors import StorageUnavailableError
+from sst.dbcheck import UPGRADE_HINT, is_schema_error
+from sst.errors import SchemaBehindError, StorageUnavailableError
 from sst.ingest.lean import store_single
 from sst.models import ClickId, Event, Link, RejectedPayload, Visitor, insert_ignore
 
@@ -98,6 +99,9 @@ def store_events(engine, items: list[PreparedEvent], on_insert=None) -> list[boo
             if _is_lock_conflict(exc) and attempt < LOCK_RETRIES:
                 time.sleep(random.uniform(0.005, 0.03) * attempt)
                 continue
+            if is_schema_error(exc):
+                raise SchemaBehindError(f"the database schema is missing or behind: "
+                                        f"{UPGRADE_HINT}") from exc
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 raise StorageUnavailableError(str(exc.orig)[:200]) from exc
             raise

@@ -11,7 +11,7 @@ import logging
 from flask import Blueprint, Response, request
 
 from sst.cors import add_cors_headers
-from sst.errors import ApiError, StorageUnavailableError
+from sst.errors import ApiError, SchemaBehindError, StorageUnavailableError
 from sst.extensions import state as current_state
 from sst.ingest import counters, store
 from sst.ingest.pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
@@ -152,7 +152,8 @@ def _store(state, source, auth, messages, is_batch, body, payload):
     except StorageUnavailableError as exc:
         logger.error("storage unavailable, answering 503: %s", exc)
         err = ApiError(503, "storage_unavailable",
-                       "events cannot be stored right now; retry later")
+                       str(exc) if isinstance(exc, SchemaBehindError)
+                       else "events cannot be stored right now; retry later")
         err.headers["Retry-After"] = str(state.retry_after)
         raise err from None
 
