@@ -191,7 +191,7 @@ def create_app(overrides=None):
     from sst.dbcheck import check_database_url, check_redis_url
 
     # An unreadable URL or a missing driver is a set-up error, said in one line at start-up.
-    problem = check_database_url(url) or check_redis_url(app.config.get("REDIS_URL"))
+    problem = check_database_url(app.config.get("DATABASE_URL") or url) or check_redis_url(app.config.get("REDIS_URL"))
     if problem:
         raise ConfigError(problem)
     app.config["SQLALCHEMY_DATABASE_URI"] = url

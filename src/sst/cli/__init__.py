@@ -11,23 +11,111 @@ from pathlib import Path
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 
-from sst.cli.common import SETUP, fail
+from sst.cli.common import SETUP, describe_failure, fail, remember_urls, urls
 from sst.errors import ConfigError
+from sst.version import __version__
+
+# Commands that run without a schema at the head revision: they create it, or need only the
+# config (destination test builds a sample payload).
+NO_SCHEMA_CHECK = {("db",), ("dev",), ("destination", "test")}
+DEV_FOLDER = Path(".sst-dev")
+
+
+def _command_names(ctx) -> tuple[str, ...]:
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return tuple(reversed(names))
+
+
+def _database_overrides() -> tuple[dict, str | None]:
+    """Without SST_DATABASE_URL a command would silently open an empty SQLite file: use the
+    `sst dev` database of this folder when there is one, and always say which database."""
+    if os.environ.get("SST_DATABASE_URL"):
+        return {}, None
+    dev_db = DEV_FOLDER / "sst.sqlite"
+    if dev_db.exists() and not os.environ.get("SST_CONFIG"):
+        overrides = {"DATABASE_URL": f"sqlite:///{dev_db.resolve()}"}
+        if (DEV_FOLDER / "config.toml").exists():
+            overrides["CONFIG"] = str((DEV_FOLDER / "config.toml").resolve())
+        return overrides, (f"sst: no SST_DATABASE_URL: using the `sst dev` database "
+                           f"{dev_db.resolve()}" + (" and its config" if "CONFIG" in overrides
+                                                    else ""))
+    return {}, "sst: no SST_DATABASE_URL: using SQLite at {path}"
 
 
 def _create_app():
     from sst.app import create_app
 
+    names = _command_names(click.get_current_context(silent=True))
+    overrides, note = _database_overrides()
     try:
-        return create_app()
+        app = create_app(overrides or None)
     except ConfigError as exc:
         fail(f"sst: {exc}", SETUP)
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    remember_urls(app)
+    if note:
+        click.echo(note.format(path=url.removeprefix("sqlite:///")), err=True)
+    if not any(names[:len(prefix)] == prefix for prefix in NO_SCHEMA_CHECK):
+        _check_schema(app)
+    return app
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
+def _check_schema(app) -> None:
+    """Every command that reads or writes the tables says `sst db upgrade` in one line when
+    the schema is missing or behind, instead of failing on the first query."""
+    from sst.dbcheck import describe_database_error, schema_problem
+    from sst.extensions import db
+
+    with app.app_context():
+        try:
+            with db.engine.connect() as conn:
+                problem = schema_problem(conn)
+        except Exception as exc:
+            line = describe_database_error(exc, urls.get("database"))
+            if line is None:
+                raise
+            fail(f"sst: {line}")
+    if problem:
+        fail(f"sst: {problem}")
+
+
+class SstGroup(FlaskGroup):
+    """Flask's group without what means nothing to an operator (-A/--app, --debug, Flask's
+    --version, app-provided commands) and with one line, never a traceback, for a database
+    or Redis failure inside any command."""
+
+    def __init__(self, **kwargs):
+        super().__init__(add_version_option=False, **kwargs)
+        self.params = [p for p in self.params if p.name not in ("app", "debug")]
+
+    def get_command(self, ctx, name):
+        return click.Group.get_command(self, ctx, name)
+
+    def list_commands(self, ctx):
+        return click.Group.list_commands(self, ctx)
+
+    def invoke(self, ctx):
+        urls.clear()  # a new command line (tests run many in one process)
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            loaded = getattr(ctx.find_object(ScriptInfo), "_loaded_app", None)
+            if not urls and loaded is not None:
+                remember_urls(loaded)
+            line = describe_failure(exc)
+            if line is None:
+                raise
+            fail(f"sst: {line}")
+
+
+@click.group(cls=SstGroup, create_app=_create_app, add_default_commands=False,
              set_debug_flag=False, load_dotenv=False)
+@click.version_option(__version__, "--version", prog_name="sst", message="%(prog)s %(version)s")
 def main():
     """sst: self-hosted server-side event tracking."""
 
@@ -47,14 +135,7 @@ def db_upgrade(revision):
     """Create or migrate the schema; safe to run again."""
     from sst import migrate
 
-    try:
-        migrate.upgrade(revision)
-    except Exception as exc:  # an operator needs the reason, not a traceback
-        from sqlalchemy.exc import OperationalError
-
-        if isinstance(exc, OperationalError):
-            fail(f"sst: database unavailable: {exc.orig}")
-        raise
+    migrate.upgrade(revision)  # a database failure: one line (SstGroup.invoke)
     click.echo(f"schema at revision {migrate.current()}")
 
 
