@@ -212,7 +212,7 @@ def create_app(overrides=None):
     from sst.identity import views as otp_views
     from sst.ingest import tag
     from sst.ingest import views as ingest_views
-    from sst.ops import admin, health, metrics
+    from sst.ops import admin, health, inbox, metrics
     from sst.ops.alerts import alert_settings
 
     try:
@@ -226,6 +226,7 @@ def create_app(overrides=None):
     app.register_blueprint(metrics.bp)
     app.register_blueprint(tag.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(inbox.bp)
     _register_error_handlers(app)
     hops = int(app.config.get("PROXY_FIX_X_FOR") or 0)
     if hops:

@@ -275,6 +275,8 @@ def check_production(config) -> None:
         problems.append(f"[identity] otp_provider '{provider}' is for development only")
     if config.get("SERVE_EXAMPLES"):
         problems.append("SERVE_EXAMPLES is for `sst dev` only")
+    if config.get("DEV_INBOX"):
+        problems.append("DEV_INBOX (the dev inbox destination) is for `sst dev` only")
     if problems:
         raise ConfigError("SST_ENV=production refuses: " + "; ".join(problems))
 
