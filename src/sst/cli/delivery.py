@@ -286,6 +286,81 @@ def destination_list():
                    f"  events={dest.events}  {shown}")
 
 
+@destination.command("test")
+@click.argument("name")
+@click.option("--event-file", type=click.File("r"),
+              help="A Segment message (JSON) to use instead of the sample event.")
+@click.option("--send", is_flag=True,
+              help="Send it in the platform's test mode and print the platform's verdict.")
+@click.option("--test-code", default=None,
+              help="Meta / TikTok: the test event code from the platform's Test events tab.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def destination_test(name, event_file, send, test_code, as_json):
+    """Show the request a destination gets for a sample (or given) event, secrets masked;
+    with --send, send it in the platform's test mode (Meta/TikTok test_event_code, GA4
+    /debug/mp/collect, Google validate_only, Snapchat /validate, Reddit test_mode,
+    Pinterest test) and print the verdict. Exits 1 when the platform refuses it."""
+    import json
+    from dataclasses import asdict
+
+    from sst.delivery.trial import TrialError, run_trial
+    from sst.jsonutil import dumps
+
+    state = app_state()
+    if name not in state.destinations:
+        fail(f"sst destination test: unknown destination {name!r}; configured: "
+             f"{', '.join(sorted(state.destinations)) or '(none)'}", SETUP)
+    message = None
+    if event_file is not None:
+        try:
+            message = json.load(event_file)
+        except ValueError as exc:
+            fail(f"sst destination test: {event_file.name}: not JSON: {exc}", SETUP)
+    try:
+        trial = run_trial(state, name, message, send=send, test_code=test_code)
+    except TrialError as exc:
+        fail(f"sst destination test: {exc}", SETUP)
+    if as_json:
+        click.echo(dumps(asdict(trial)))
+    else:
+        _show_trial(trial)
+    if send and trial.verdict != "accepted":
+        sys.exit(1)
+
+
+def _show_trial(trial) -> None:
+    import json
+
+    click.echo(f"{trial.destination} ({trial.connector}) <- {trial.message_id} as "
+               f"{trial.platform_event}")
+    if trial.test_mode:
+        click.echo(f"test mode: {trial.test_mode}")
+    if trial.skip_reason:
+        click.echo(f"would skip: {trial.skip_reason}")
+    for r in trial.requests:
+        click.echo(f"{r['method']} {r['url']}")
+        for k, v in r["headers"].items():
+            click.echo(f"{k}: {v}")
+        try:
+            body = json.dumps(json.loads(r["body"]), indent=2, ensure_ascii=False)
+        except (TypeError, ValueError):
+            body = r["body"] or "(no body)"
+        click.echo(body)
+    if not trial.sent:
+        if trial.requests:
+            click.echo("not sent (add --send to send it in the platform's test mode)")
+        return
+    for a in trial.answers:
+        click.echo(f"answer: {a['status'] if a['status'] is not None else '-'} "
+                   f"{a['body'] or a['error'] or ''}".rstrip())
+    out = trial.outcome or {}
+    click.echo(f"verdict: {trial.verdict}"
+               + (f" ({out.get('error') or out.get('code')})"
+                  if out.get("error") or (out.get("code") and trial.verdict != "accepted")
+                  else ""))
+
+
 # --- RQ queues ---------------------------------------------------------------------------------
 
 
