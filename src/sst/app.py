@@ -13,7 +13,13 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 
-from sst.config import Defaults, build_sources, check_production, load_toml
+from sst.config import (
+    Defaults,
+    build_sources,
+    check_admin_token,
+    check_production,
+    load_toml,
+)
 from sst.cookies import CookieSigner
 from sst.delivery.destinations import FanOut, load_destinations
 from sst.errors import ApiError, ConfigError
@@ -181,6 +187,7 @@ def create_app(overrides=None):
         app.config.update(overrides)
 
     check_production(app.config)
+    check_admin_token(app.config, f"config file {config_path or '(none)'}")
     from sst.logs import configure_logging
 
     configure_logging(app)
