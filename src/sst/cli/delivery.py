@@ -215,6 +215,8 @@ def replay(destinations, since, until, events, statuses, error, sources, dry_run
     verb = "would enqueue" if dry_run else "enqueued"
     click.echo(f"matched {summary.matched}, {verb} "
                f"{sum(summary.by_destination.values()) if dry_run else summary.enqueued}")
+    if not summary.matched:
+        _explain_no_match(state, filters)
     for name, n in sorted(summary.by_destination.items()):
         click.echo(f"  {name:<16} {n}")
     for reason, n in sorted(summary.skipped.items()):
@@ -359,6 +361,30 @@ def _show_trial(trial) -> None:
                + (f" ({out.get('error') or out.get('code')})"
                   if out.get("error") or (out.get("code") and trial.verdict != "accepted")
                   else ""))
+
+
+def _explain_no_match(state, filters) -> None:
+    """Say why nothing matched: the deliveries these filters find are in other states
+    (retries still running show as pending until their last attempt)."""
+    from sst.clock import iso
+    from sst.delivery.replay import other_states
+
+    found = other_states(state, filters)
+    due = found.pop("next_retry", None)
+    asked = "/".join(filters.statuses)
+    if not found:
+        click.echo(f"  no delivery is {asked} for these filters, and none in another state")
+        return
+    click.echo(f"  no delivery is {asked}; with the same filters: "
+               + ", ".join(f"{n} {st}" for st, n in sorted(found.items())))
+    if found.get("pending"):
+        click.echo("  pending ones are still being retried"
+                   + (f" (next attempt due {iso(due)})" if due else "")
+                   + ": --status pending sends them now")
+    if found.get("skipped"):
+        click.echo("  skipped ones (see sst status for why): --status skipped")
+    if found.get("succeeded"):
+        click.echo("  succeeded ones are re-sent only with --force")
 
 
 # --- RQ queues ---------------------------------------------------------------------------------
