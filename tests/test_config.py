@@ -213,3 +213,85 @@ def test_a_private_secret_on_mysql_starts(monkeypatch):
     app = create_app({"SOURCES": SOURCES, "SECRET_KEY": "a-private-random-secret-0123456789",
                       "DATABASE_URL": "mysql+pymysql://root@127.0.0.1:3306/sst_never_made"})
     assert app.config["SECRET_KEY"].startswith("a-private")
+
+
+# --- mistakes that used to load and then fail quietly ------------------------------------------
+
+
+@pytest.mark.parametrize("origin, hint", [
+    ("www.example.test", "'https://www.example.test'"),
+    ("https://www.example.test/shop", "no path, query or trailing text"),
+])
+def test_an_origin_without_scheme_or_with_a_path_fails_start_up(tmp_path, origin, hint):
+    path = write(tmp_path, f'[[source]]\nname = "web"\nwrite_key = "wk_0123456789"\n'
+                           f'origins = ["https://ok.example.test", "{origin}"]\n')
+    with pytest.raises(ConfigError) as info:
+        create_app({"CONFIG": str(path), "DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"})
+    assert str(info.value) == (
+        f"config file {path}, source 'web': key 'origins': '{origin}' is not an origin: "
+        f"write scheme://host[:port] as browsers send it ({hint})")
+
+
+def test_http_origins_with_ports_are_fine(tmp_path):
+    sources = build_sources([{"name": "dev", "write_key": "wk_0123456789",
+                              "origins": ["http://localhost:8000", "https://A.example.com/"]}])
+    assert sources["wk_0123456789"].origins == frozenset({"http://localhost:8000",
+                                                          "https://a.example.com"})
+
+
+@pytest.mark.parametrize("events", ["", "[destination.events]\n"])
+def test_a_destination_without_an_events_map_fails_start_up(tmp_path, events):
+    path = write(tmp_path, '[[destination]]\nname = "hook"\nconnector = "webhook"\n'
+                           f'url = "https://hooks.example.com/x"\nsecret = "s3cret"\n{events}')
+    with pytest.raises(ConfigError) as info:
+        load_toml(path)
+    assert str(info.value).startswith(
+        f"config file {path}, [[destination]] #1 'hook': key 'events': missing or empty: ")
+    assert '"*" = "*"' in str(info.value)
+
+
+def test_a_disabled_destination_may_have_no_events(tmp_path):
+    path = write(tmp_path, '[[destination]]\nname = "hook"\nconnector = "webhook"\n'
+                           'url = "https://hooks.example.com/x"\nsecret = "s3cret"\n'
+                           'enabled = false\n')
+    assert load_toml(path)["DESTINATIONS"][0]["name"] == "hook"
+
+
+@pytest.mark.parametrize("section", ['[admin]\ntoken = "admintok"\n',
+                                     '[admin]\ntoken = "env:SST_TEST_SHORT_ADMIN"\n'])
+def test_a_short_admin_token_fails_start_up(tmp_path, monkeypatch, section):
+    monkeypatch.setenv("SST_TEST_SHORT_ADMIN", "admintok")
+    path = write(tmp_path, section)
+    with pytest.raises(ConfigError) as info:
+        create_app({"CONFIG": str(path), "DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"})
+    assert str(info.value) == (f"config file {path}, [admin]: key 'token': too short "
+                               "(8 characters): the /admin token takes 16 characters at least")
+
+
+def test_a_short_admin_token_from_the_environment_fails_start_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("SST_ADMIN_TOKEN", "short")
+    with pytest.raises(ConfigError, match="^SST_ADMIN_TOKEN: too short"):
+        create_app(base_config(DATABASE_URL=f"sqlite:///{tmp_path / 'a.db'}"))
+
+
+def test_a_missing_admin_token_variable_fails_start_up(tmp_path, monkeypatch):
+    monkeypatch.delenv("SST_TEST_UNSET_ADMIN", raising=False)
+    path = write(tmp_path, '[admin]\ntoken = "env:SST_TEST_UNSET_ADMIN"\n')
+    with pytest.raises(ConfigError, match="key 'token': environment variable "
+                                          "SST_TEST_UNSET_ADMIN is not set"):
+        create_app({"CONFIG": str(path), "DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"})
+
+
+def test_a_config_error_is_one_cli_line_exit_2(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from sst.cli import main
+
+    path = write(tmp_path, '[admin]\ntoken = "admintok"\n')
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["status"], env={"SST_CONFIG": str(path),
+                                                       "SST_DATABASE_URL": "sqlite://"})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"sst: config file {path}, [admin]: key 'token': too "
+                                     "short (8 characters): the /admin token takes 16 "
+                                     "characters at least")

@@ -153,7 +153,34 @@ def test_event_lookup_of_a_batch_request(admin_client):
 def test_event_lookup_unknown(admin_client):
     r = admin_client.get("/admin/events?message_id=nope", headers=BEARER)
     assert r.status_code == 404
-    assert "No event with messageId nope" in r.get_data(as_text=True)
+    assert "No event with messageId, userId or anonymousId nope" in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("query, message_ids", [
+    ("a3", ["m-18", "m-9", "m-8", "m-7", "m-6"]),  # an anonymousId: its events, newest first
+    ("p-1", ["m-17", "m-16"]),  # a userId
+    ("m-8", ["m-8"]),
+])
+def test_event_lookup_by_user_or_anonymous_id(admin_client, query, message_ids):
+    r = admin_client.get(f"/admin/events?q={query}", headers=BEARER)
+    assert r.status_code == 200
+    page = r.get_data(as_text=True)
+    shown = [part.split("&#34;")[0] for part in page.split("&#34;messageId&#34;: &#34;")[1:]]
+    assert shown == message_ids
+
+
+def test_failures_link_to_their_event(admin_client):
+    page = admin_client.get("/admin/failures?destination=meta", headers=BEARER) \
+        .get_data(as_text=True)
+    assert 'event <a href="/admin/events?q=m-8">m-8</a>' in page
+
+
+def test_status_counts_requests_apart_from_deliveries(admin_client):
+    page = admin_client.get(f"/admin/?window={STATUS_SINCE}", headers=BEARER) \
+        .get_data(as_text=True)
+    assert "deliveries (one per event and destination)" in page
+    assert "HTTP requests made" in page
+    assert 'latest failure: <a href="/admin/events?q=m-8">m-8</a>' in page
 
 
 def test_event_lookup_escapes(admin_client):

@@ -101,9 +101,9 @@ def test_status_chart_and_last_error(page, base_url):
 
 def test_event_lookup_form(page, base_url):
     page.goto(f"{base_url}/admin/events")
-    page.fill("input[name=message_id]", "m-8")
+    page.fill("input[name=q]", "m-8")
     page.click("button")
-    page.wait_for_url("**message_id=m-8")
+    page.wait_for_url("**q=m-8")
     assert page.locator("table.deliveries tr").count() == 3
     assert page.locator("table.tracks tr").count() == 4
     page.locator("table.tracks summary").first.click()  # open the request and the answer

@@ -13,7 +13,13 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 
-from sst.config import Defaults, build_sources, check_production, load_toml
+from sst.config import (
+    Defaults,
+    build_sources,
+    check_admin_token,
+    check_production,
+    load_toml,
+)
 from sst.cookies import CookieSigner
 from sst.delivery.destinations import FanOut, load_destinations
 from sst.errors import ApiError, ConfigError
@@ -198,6 +204,7 @@ def create_app(overrides=None):
         # ingest views bound their own bodies tighter; this only has to cover the largest
         # (a batch, gzip's few bytes of overhead included).
         app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_BATCH_BYTES"]) + 64 * 1024
+    check_admin_token(app.config, f"config file {config_path or '(none)'}")
     from sst.logs import configure_logging
 
     configure_logging(app)
@@ -205,6 +212,12 @@ def create_app(overrides=None):
     destinations = load_destinations(app.config["DESTINATIONS"])
 
     url = _database_url(app)
+    from sst.dbcheck import check_database_url, check_redis_url
+
+    # An unreadable URL or a missing driver is a set-up error, said in one line at start-up.
+    problem = check_database_url(app.config.get("DATABASE_URL") or url) or check_redis_url(app.config.get("REDIS_URL"))
+    if problem:
+        raise ConfigError(problem)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**_engine_options(url),
@@ -223,7 +236,7 @@ def create_app(overrides=None):
     from sst.identity import views as otp_views
     from sst.ingest import tag
     from sst.ingest import views as ingest_views
-    from sst.ops import admin, health, metrics
+    from sst.ops import admin, health, inbox, metrics
     from sst.ops.alerts import alert_settings
 
     try:
@@ -237,6 +250,7 @@ def create_app(overrides=None):
     app.register_blueprint(metrics.bp)
     app.register_blueprint(tag.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(inbox.bp)
     _register_error_handlers(app)
     hops = int(app.config.get("PROXY_FIX_X_FOR") or 0)
     if hops:
@@ -273,6 +287,16 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        from sst.dbcheck import UPGRADE_HINT, is_schema_error
+
+        if is_schema_error(exc):
+            # A forgotten `sst db upgrade` is an operator's fix, not a bug: say which.
+            logger.error("schema missing or behind on %s %s: %s", request.method,
+                         request.path, exc.__class__.__name__)
+            return _error_response(503, {"error": "storage_unavailable",
+                                         "message": f"the database schema is missing or "
+                                                    f"behind: {UPGRADE_HINT}"},
+                                   {"Retry-After": "30"})
         logger.exception("unexpected error on %s %s", request.method, request.path)
         return _error_response(500, {"error": "internal_error",
                                      "message": "an unexpected error occurred"})

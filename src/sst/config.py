@@ -7,6 +7,7 @@ then the overrides given to create_app().
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from sst.errors import ConfigError
 DEV_SECRET_KEY = "sst-development-secret-do-not-use-in-production"
 QUEUE = "deliveries"  # the RQ queue that delivery jobs run on
 DEFAULT_PHONE_REGION = "US"  # [identity] default_region when the config names none
+# An origin as browsers send it: scheme://host[:port], nothing after.
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.\-]*://[^/\s?#]+$")
 
 
 class Defaults:
@@ -218,6 +221,11 @@ def load_toml(path) -> dict:
         entry = resolve_env_refs(entry, where)
         if isinstance(entry.get("otp_outbox"), str):
             entry["otp_outbox"] = str((base / entry["otp_outbox"]).resolve())
+        if not entry.get("events") and entry.get("enabled", True) is not False:
+            # Only mapped events are sent: without a map the destination silently gets nothing.
+            raise ConfigError(f"{where}: key 'events': missing or empty: a destination sends "
+                              "only the events its [destination.events] table maps; add one "
+                              '("*" = "*" sends every event under its own name)')
         destinations.append({"__where__": where, **entry})
     out["DESTINATIONS"] = destinations
     for section in ("audience", "alerts", "admin", "retention"):
@@ -257,6 +265,14 @@ def build_sources(raw_sources, where="config") -> dict[str, Source]:
         if "null" in origins or "*" in origins:
             raise ConfigError(f"{where}, source {entry['name']!r}: key 'origins': "
                               "'null' and '*' are never allowed with credentials")
+        for origin in sorted(origins):
+            if not _ORIGIN.match(origin):
+                # Browsers send "https://host": a bare host would refuse every browser.
+                hint = (f"'https://{origin}'" if "://" not in origin
+                        else "no path, query or trailing text")
+                raise ConfigError(f"{where}, source {entry['name']!r}: key 'origins': "
+                                  f"{origin!r} is not an origin: write scheme://host[:port] "
+                                  f"as browsers send it ({hint})")
         by_key[entry["write_key"]] = Source(entry["name"], entry["write_key"], origins,
                                             entry["rate_limit"])
     return by_key
@@ -273,6 +289,25 @@ def check_dev_secret(config) -> None:
                           "a database other than the embedded SQLite one: set "
                           "SST_SECRET_KEY to a private random value (e.g. `python -c "
                           "'import secrets; print(secrets.token_urlsafe(48))'`)")
+
+
+def check_admin_token(config, where: str) -> None:
+    """A configured [admin] token (or SST_ADMIN_TOKEN) shorter than MIN_ADMIN_TOKEN_LEN fails
+    start-up: the dashboard would otherwise stay off with only a log line."""
+    section = config.get("ADMIN") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}, [admin]: must be a table")
+    if section.get("token") is not None:
+        label, token = f"{where}, [admin]: key 'token'", resolve_env_refs(
+            section["token"], f"{where}, [admin]", "token")
+    elif config.get("ADMIN_TOKEN") is not None:
+        label, token = "SST_ADMIN_TOKEN", config["ADMIN_TOKEN"]
+    else:
+        return
+    if not isinstance(token, str) or len(token) < MIN_ADMIN_TOKEN_LEN:
+        size = len(token) if isinstance(token, str) else "not a string of"
+        raise ConfigError(f"{label}: too short ({size} characters): the /admin token takes "
+                          f"{MIN_ADMIN_TOKEN_LEN} characters at least")
 
 
 def check_production(config) -> None:
@@ -294,11 +329,13 @@ def check_production(config) -> None:
         problems.append(f"[identity] otp_provider '{provider}' is for development only")
     if config.get("SERVE_EXAMPLES"):
         problems.append("SERVE_EXAMPLES is for `sst dev` only")
+    if config.get("DEV_INBOX"):
+        problems.append("DEV_INBOX (the dev inbox destination) is for `sst dev` only")
     if problems:
         raise ConfigError("SST_ENV=production refuses: " + "; ".join(problems))
 
 
-MIN_ADMIN_TOKEN_LEN = 16
+MIN_ADMIN_TOKEN_LEN = 16  # characters: [admin] token (SST_ADMIN_TOKEN) guards the dashboard
 
 
 @dataclass(frozen=True)

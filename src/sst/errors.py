@@ -31,3 +31,7 @@ class StorageUnavailableError(SstError):
 class StorageRefusedError(SstError):
     """The database is up but refused a value of the data (a CHECK such as json_valid, a
     value out of range): the request's fault, a 400, never a 503 that looks like an outage."""
+
+
+class SchemaBehindError(StorageUnavailableError):
+    """The database has no sst schema, or an older one: `sst db upgrade` was not run."""

@@ -35,6 +35,29 @@ def fail(message: str, code: int = FAILED) -> NoReturn:
     sys.exit(code)
 
 
+urls: dict = {}  # the database and Redis URLs of the app the command runs, for its errors
+
+
+def remember_urls(app) -> None:
+    urls.update(database=app.config.get("DATABASE_URL")
+                or app.config.get("SQLALCHEMY_DATABASE_URI"),
+                redis=app.config.get("REDIS_URL"))
+
+
+def describe_failure(exc: BaseException) -> str | None:
+    """One line for a database or Redis failure (URL password masked), or None for any other
+    error."""
+    import os
+
+    from sst.dbcheck import describe_database_error, describe_redis_error
+
+    if not urls and current_app:
+        remember_urls(current_app)
+    return (describe_database_error(exc, urls.get("database")
+                                    or os.environ.get("SST_DATABASE_URL"))
+            or describe_redis_error(exc, urls.get("redis") or os.environ.get("SST_REDIS_URL")))
+
+
 @contextmanager
 def failures_exit(command: str):
     """Turn any error inside the block (database or Redis down, disk full) into
@@ -42,7 +65,10 @@ def failures_exit(command: str):
     try:
         yield
     except Exception as exc:
-        fail(f"sst {command}: {exc.__class__.__name__}: {exc}")
+        line = describe_failure(exc)
+        if line is None:
+            line = f"{exc.__class__.__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        fail(f"sst {command}: {line}")
 
 
 def parse_time(ctx, param, value):

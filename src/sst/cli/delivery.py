@@ -215,6 +215,8 @@ def replay(destinations, since, until, events, statuses, error, sources, dry_run
     verb = "would enqueue" if dry_run else "enqueued"
     click.echo(f"matched {summary.matched}, {verb} "
                f"{sum(summary.by_destination.values()) if dry_run else summary.enqueued}")
+    if not summary.matched:
+        _explain_no_match(state, filters)
     for name, n in sorted(summary.by_destination.items()):
         click.echo(f"  {name:<16} {n}")
     for reason, n in sorted(summary.skipped.items()):
@@ -284,6 +286,105 @@ def destination_list():
         shown = {k: v for k, v in settings.items() if k not in ("name", "connector", "events")}
         click.echo(f"{name:<16} {dest.connector:<18} {'paused' if name in paused else 'active'}"
                    f"  events={dest.events}  {shown}")
+
+
+@destination.command("test")
+@click.argument("name")
+@click.option("--event-file", type=click.File("r"),
+              help="A Segment message (JSON) to use instead of the sample event.")
+@click.option("--send", is_flag=True,
+              help="Send it in the platform's test mode and print the platform's verdict.")
+@click.option("--test-code", default=None,
+              help="Meta / TikTok: the test event code from the platform's Test events tab.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def destination_test(name, event_file, send, test_code, as_json):
+    """Show the request a destination gets for a sample (or given) event, secrets masked;
+    with --send, send it in the platform's test mode (Meta/TikTok test_event_code, GA4
+    /debug/mp/collect, Google validate_only, Snapchat /validate, Reddit test_mode,
+    Pinterest test) and print the verdict. Exits 1 when the platform refuses it."""
+    import json
+    from dataclasses import asdict
+
+    from sst.delivery.trial import TrialError, run_trial
+    from sst.jsonutil import dumps
+
+    state = app_state()
+    if name not in state.destinations:
+        fail(f"sst destination test: unknown destination {name!r}; configured: "
+             f"{', '.join(sorted(state.destinations)) or '(none)'}", SETUP)
+    message = None
+    if event_file is not None:
+        try:
+            message = json.load(event_file)
+        except ValueError as exc:
+            fail(f"sst destination test: {event_file.name}: not JSON: {exc}", SETUP)
+    try:
+        trial = run_trial(state, name, message, send=send, test_code=test_code)
+    except TrialError as exc:
+        fail(f"sst destination test: {exc}", SETUP)
+    if as_json:
+        click.echo(dumps(asdict(trial)))
+    else:
+        _show_trial(trial)
+    if send and trial.verdict != "accepted":
+        sys.exit(1)
+
+
+def _show_trial(trial) -> None:
+    import json
+
+    click.echo(f"{trial.destination} ({trial.connector}) <- {trial.message_id} as "
+               f"{trial.platform_event}")
+    if trial.test_mode:
+        click.echo(f"test mode: {trial.test_mode}")
+    if trial.skip_reason:
+        click.echo(f"would skip: {trial.skip_reason}")
+    for r in trial.requests:
+        click.echo(f"{r['method']} {r['url']}")
+        for k, v in r["headers"].items():
+            click.echo(f"{k}: {v}")
+        try:
+            body = json.dumps(json.loads(r["body"]), indent=2, ensure_ascii=False)
+        except (TypeError, ValueError):
+            body = r["body"] or "(no body)"
+        click.echo(body)
+    if not trial.sent:
+        if trial.requests:
+            click.echo("not sent (add --send to send it in the platform's test mode)")
+        return
+    for a in trial.answers:
+        click.echo(f"answer: {a['status'] if a['status'] is not None else '-'} "
+                   f"{a['body'] or a['error'] or ''}".rstrip())
+    out = trial.outcome or {}
+    click.echo(f"verdict: {trial.verdict}"
+               + (f" ({out.get('error') or out.get('code')})"
+                  if out.get("error") or (out.get("code") and trial.verdict != "accepted")
+                  else ""))
+
+
+def _explain_no_match(state, filters) -> None:
+    """Say why nothing matched: the deliveries these filters find are in other states
+    (retries still running show as pending until their last attempt)."""
+    from sst.clock import iso
+    from sst.delivery.replay import other_states
+
+    found = other_states(state, filters)
+    due = found.pop("next_retry", None)
+    asked = "/".join(filters.statuses)
+    if not found:
+        click.echo(f"  no delivery is {asked} for these filters, and none in another state")
+        return
+    click.echo(f"  no delivery is {asked}; with the same filters: "
+               + ", ".join(f"{n} {st}" for st, n in sorted(found.items())))
+    if found.get("pending"):
+        click.echo("  pending ones are still being retried"
+                   + (f" (next attempt due {iso(due)})" if due else "")
+                   + ": --status pending sends them now")
+    if found.get("skipped"):
+        click.echo("  skipped ones (see sst status for why): --status skipped")
+    if found.get("succeeded"):
+        click.echo("  succeeded ones are re-sent only with --force")
 
 
 # --- RQ queues ---------------------------------------------------------------------------------

@@ -38,6 +38,12 @@ def status(as_json):
                 f"{row['failed']:>7}{row['skipped']:>8}{row['retrying']:>9}"
                 f"{_ms(row['p50_ms']):>9}{_ms(row['p95_ms']):>9}  "
                 + (f"{err['time']} {err['status'] or ''} {err['error'][:60]}" if err else "-"))
+        for row in doc[name]:
+            for label, key in (("last skip", "last_skip"), ("last failure", "last_failure")):
+                item = row.get(key)
+                if item:
+                    click.echo(f"    {row['destination']}: {label} {item['time']} "
+                               f"({item['messageId']}): {item['reason'][:200]}")
     backlog = doc["backlog"]
     age = backlog["oldest_pending_age_s"]
     click.echo(f"deliveries by state: {backlog['states']}; oldest waiting: "

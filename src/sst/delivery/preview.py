@@ -94,7 +94,12 @@ def _one(state, dest, ev, delivery, now) -> Preview:
     except Exception as exc:  # what a worker would record as a payload error
         p.skip_reason = f"payload error: {exc}"[:500]
         return p
-    p.requests = [{"method": r.method, "url": connector.mask(r.url),
-                   "headers": connector.mask_headers(r.headers), "body": connector.mask(r.body)}
-                  for r in built]
+    p.requests = shown_requests(connector, built)
     return p
+
+
+def shown_requests(connector, built) -> list[dict]:
+    """Requests as an operator may see them: secrets masked as in the Track ledger."""
+    return [{"method": r.method, "url": connector.mask(r.url),
+             "headers": connector.mask_headers(r.headers), "body": connector.mask(r.body)}
+            for r in built]

@@ -91,6 +91,29 @@ def count_matches(state, f: ReplayFilters) -> int:
         return conn.execute(select(func.count()).select_from(q.subquery())).scalar() or 0
 
 
+def other_states(state, f: ReplayFilters) -> dict:
+    """For a replay that matched nothing: how many deliveries the same filters find in the
+    other states, and when the soonest pending retry is due ({state: n, "next_retry": dt})."""
+    from dataclasses import replace
+
+    from sqlalchemy import func
+
+    others = ("pending", "queued", "sending", "skipped", "failed", "succeeded")
+    q = _query(replace(f, statuses=others, force=False), 0).limit(None).order_by(None)
+    sub = q.add_columns(deliveries_t.c.next_attempt_at.label("due")).subquery()
+    with state.engine.connect() as conn:
+        counts = dict(conn.execute(select(sub.c.state, func.count()).group_by(sub.c.state))
+                      .all())
+        due = conn.execute(select(func.min(sub.c.due)).where(
+            sub.c.state == "pending", sub.c.attempts > 0)).scalar()
+    out = {k: v for k, v in counts.items() if k not in f.statuses and v}
+    if due is not None:
+        from sst.clock import from_db
+
+        out["next_retry"] = from_db(due)
+    return out
+
+
 def run_replay(state, f: ReplayFilters, *, enqueue=None, dry_run=False, progress=None,
                now=None) -> ReplaySummary:
     """Replay matching deliveries. `enqueue(destination, ids, job_id)` sends to RQ; None

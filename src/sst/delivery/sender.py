@@ -294,7 +294,11 @@ def _record(engine, dest, connector, claimed, outcomes, exchanges, result) -> No
         if new_state == "succeeded":
             values.update(sent_at=to_db(now), reason=None)
         elif new_state == "pending":
-            values.update(next_attempt_at=to_db(when), reason="retrying")
+            # Say what went wrong and how many tries are left: an operator reading a pending
+            # row an hour before its last try must see it is failing, not waiting.
+            values.update(next_attempt_at=to_db(when), reason=(
+                f"retrying: attempt {tries} of {dest.retry_max} failed: "
+                f"{outcome.error or outcome.code or 'error'}")[:255])
         else:
             values["reason"] = (outcome.error or new_state)[:255]
         changes.setdefault((row["claim"], tuple(values.items())), []).append(row["id"])

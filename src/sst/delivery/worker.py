@@ -170,6 +170,7 @@ def run_worker(app, *, burst: bool = False, queues=(QUEUE,), worker_class: str =
     from rq import Queue, SimpleWorker, Worker
 
     connection = rq_connection(state)
+    connection.ping()  # Redis down: say so now (one line from the CLI), not deep inside RQ
     enqueue = make_enqueuer(state, connection)
     alive = job_checker(connection)
     cls = SimpleWorker if worker_class == "simple" else Worker

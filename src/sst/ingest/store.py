@@ -16,7 +16,8 @@ from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from sst.clock import from_db, iso, parse_time, utcnow
-from sst.errors import StorageRefusedError, StorageUnavailableError
+from sst.dbcheck import UPGRADE_HINT, is_schema_error
+from sst.errors import SchemaBehindError, StorageRefusedError, StorageUnavailableError
 from sst.ingest.lean import store_single
 from sst.models import ClickId, Event, Link, RejectedPayload, Visitor, insert_ignore
 
@@ -100,6 +101,9 @@ def store_events(engine, items: list[PreparedEvent], on_insert=None) -> list[boo
                 continue
             if _refused_value(exc):
                 raise StorageRefusedError(str(exc.orig)[:200]) from exc
+            if is_schema_error(exc):
+                raise SchemaBehindError(f"the database schema is missing or behind: "
+                                        f"{UPGRADE_HINT}") from exc
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 raise StorageUnavailableError(str(exc.orig)[:200]) from exc
             raise

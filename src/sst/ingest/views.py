@@ -11,7 +11,7 @@ import logging
 from flask import Blueprint, Response, current_app, g, request
 
 from sst.cors import add_cors_headers
-from sst.errors import ApiError, StorageRefusedError, StorageUnavailableError
+from sst.errors import ApiError, SchemaBehindError, StorageRefusedError, StorageUnavailableError
 from sst.extensions import state as current_state
 from sst.identity.network import client_key
 from sst.ingest import counters, sdk_settings, store
@@ -226,7 +226,8 @@ def _store(state, source, auth, messages, is_batch, body, payload):
     except StorageUnavailableError as exc:
         logger.error("storage unavailable, answering 503: %s", exc)
         err = ApiError(503, "storage_unavailable",
-                       "events cannot be stored right now; retry later")
+                       str(exc) if isinstance(exc, SchemaBehindError)
+                       else "events cannot be stored right now; retry later")
         err.headers["Retry-After"] = str(state.retry_after)
         raise err from None
 

@@ -150,10 +150,13 @@ def status():
 
 @bp.route("/failures", methods=METHODS)
 def failures():
-    """The latest requests that did not succeed, with the (masked) request and the answer."""
-    t = Track.__table__.c
+    """The latest requests that did not succeed, with the (masked) request and the answer,
+    each linked to its event."""
+    t, e = Track.__table__.c, Event.__table__.c
     destination = request.args.get("destination") or None
-    q = select(Track.__table__).where(t.outcome != "success").order_by(t.id.desc()).limit(50)
+    q = (select(Track.__table__, e.message_id.label("message_id"))
+         .outerjoin(Event.__table__, e.id == t.incoming_id)
+         .where(t.outcome != "success").order_by(t.id.desc()).limit(50))
     if destination:
         q = q.where(t.destination == destination)
     with current_state().engine.connect() as conn:
@@ -162,26 +165,32 @@ def failures():
                            destinations=sorted(current_state().destinations))
 
 
-def _track_view(r) -> dict:
+def _track_view(r, message_id=None) -> dict:
     return {"id": r.id, "time": iso(r.created_at), "destination": r.destination,
             "attempt": r.attempt, "outcome": r.outcome, "status": r.status,
             "method": r.method, "url": r.url, "duration_ms": r.duration_ms,
             "error": " ".join(x for x in (r.error_class, r.error_message) if x),
             "request_headers": _pretty(r.request_headers), "request_body": _pretty(r.request_body),
-            "response_body": _pretty(r.response_body), "event_id": r.incoming_id}
+            "response_body": _pretty(r.response_body), "event_id": r.incoming_id,
+            "message_id": message_id or getattr(r, "message_id", None)}
+
+
+LOOKUP_LIMIT = 20  # events shown for one userId or anonymousId, newest first
 
 
 @bp.route("/events", methods=METHODS)
 def event_lookup():
-    """An event by messageId (any source), with its deliveries and the requests that sent it."""
-    message_id = (request.args.get("message_id") or "").strip()
+    """Events by messageId, userId or anonymousId (any source), newest first, with their
+    deliveries and the requests that sent them."""
+    query = (request.args.get("q") or request.args.get("message_id") or "").strip()
     found = []
-    if message_id:
+    if query:
         e, d, t, ti = (Event.__table__, Delivery.__table__, Track.__table__,
                        TrackItem.__table__)
         with current_state().engine.connect() as conn:
-            for ev in conn.execute(select(e).where(e.c.message_id == message_id)
-                                   .order_by(e.c.id).limit(20)):
+            for ev in conn.execute(select(e).where(or_(
+                    e.c.message_id == query, e.c.user_id == query,
+                    e.c.anonymous_id == query)).order_by(e.c.id.desc()).limit(LOOKUP_LIMIT)):
                 dels = conn.execute(select(d).where(d.c.event_id == ev.id)
                                     .order_by(d.c.destination)).all()
                 tracks = conn.execute(
@@ -192,9 +201,10 @@ def event_lookup():
                 found.append({"event": ev, "time": iso(ev.event_time),
                               "received": iso(ev.received_at),
                               "message": _pretty(ev.message),
-                              "deliveries": dels, "tracks": [_track_view(x) for x in tracks]})
-    return (render_template("admin/event.html", message_id=message_id, found=found),
-            404 if message_id and not found else 200)
+                              "deliveries": dels,
+                              "tracks": [_track_view(x, ev.message_id) for x in tracks]})
+    return (render_template("admin/event.html", query=query, found=found, limit=LOOKUP_LIMIT),
+            404 if query and not found else 200)
 
 
 @bp.route("/reports", methods=METHODS)

@@ -47,6 +47,8 @@ def destination_status(state, window: timedelta) -> list[dict]:
                                  .where(t.created_at >= to_db(since))
                                  .group_by(t.destination)).all())
         names = sorted(set(state.destinations) | set(by_state) | set(sent))
+        latest = {(name, st): _latest(conn, name, st, since) for name in names
+                  for st in ("skipped", "failed")}
         for name in names:
             last = conn.execute(
                 select(t.created_at, t.status, t.error_class, t.error_message, t.response_body)
@@ -65,12 +67,31 @@ def destination_status(state, window: timedelta) -> list[dict]:
                 "retrying": retrying.get(name, 0),
                 "p50_ms": percentile(conn, name, since, 0.5),
                 "p95_ms": percentile(conn, name, since, 0.95),
+                "last_skip": latest[(name, "skipped")],
+                "last_failure": latest[(name, "failed")],
                 "last_error": None if last is None else {
                     "time": iso(last.created_at), "status": last.status,
                     "error": (last.error_message or last.error_class
                               or (last.response_body or "")[:200])},
             })
     return out
+
+
+def _latest(conn, destination: str, state: str, since) -> dict | None:
+    """The newest delivery in `state` within the window: when, why, and its event."""
+    d = deliveries_t.c
+    from sst.models import Event
+
+    e = Event.__table__.c
+    row = conn.execute(
+        select(d.updated_at, d.reason, d.last_error, d.last_code, e.message_id)
+        .join(Event.__table__, e.id == d.event_id)
+        .where(d.destination == destination, d.state == state, d.updated_at >= to_db(since))
+        .order_by(d.updated_at.desc(), d.id.desc()).limit(1)).first()
+    if row is None:
+        return None
+    return {"time": iso(row.updated_at), "messageId": row.message_id,
+            "reason": row.reason or row.last_error or row.last_code or state}
 
 
 def delivery_backlog(state) -> dict:
