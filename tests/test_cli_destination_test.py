@@ -22,6 +22,10 @@ TOKEN_REPLY = Reply(200, {"access_token": "ya29.stub-token", "expires_in": 3600,
                           "token_type": "Bearer"})
 # What each platform answers in its test mode, where that differs from its usual success.
 TEST_ANSWERS = {"ga4": (200, {"validationMessages": []})}
+# Platforms whose conversions API documents no test mode (docs/connectors.md): --send refuses
+# rather than record a real conversion.
+NO_TEST_MODE = {"linkedin", "microsoft_ads", "x_ads"}
+WITH_TEST_MODE = sorted(set(connectors.registry()) - NO_TEST_MODE)
 
 
 def platform_of(name: str) -> Platform:
@@ -92,7 +96,7 @@ def test_the_payload_is_shown_with_secrets_masked_and_nothing_sent(tmp_path, nam
         assert stub.requests == []
 
 
-@pytest.mark.parametrize("name", sorted(connectors.registry()))
+@pytest.mark.parametrize("name", WITH_TEST_MODE)
 def test_send_uses_the_platform_s_test_mode_and_prints_its_verdict(tmp_path, name):
     platform = platform_of(name)
     status, body = TEST_ANSWERS.get(name, platform.success)
@@ -110,9 +114,21 @@ def test_send_uses_the_platform_s_test_mode_and_prints_its_verdict(tmp_path, nam
             assert secret not in result.output
 
 
-def test_every_connector_has_a_test_mode():
+def test_every_connector_but_those_without_one_has_a_test_mode():
     for name, cls in connectors.registry().items():
-        assert getattr(cls, "test_mode", None) or name in TEST_MODES, name
+        has = bool(getattr(cls, "test_mode", None) or name in TEST_MODES)
+        assert has is (name not in NO_TEST_MODE), name
+
+
+@pytest.mark.parametrize("name", sorted(NO_TEST_MODE))
+def test_send_without_a_test_mode_refuses_and_sends_nothing(tmp_path, name):
+    with StubPlatform() as stub:
+        app, _ = _app(tmp_path, name, platform_of(name), stub.url)
+        result = app.test_cli_runner().invoke(main, ["destination", "test", f"my-{name}",
+                                                     "--send"])
+        assert result.exit_code != 0
+        assert f"{name} has no test mode: --send would record a real event" in result.output
+        assert stub.requests == []
 
 
 @pytest.mark.parametrize("name", ["meta", "ga4"])

@@ -31,6 +31,8 @@ def _clean_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no .sst-dev here
     for var in ("SST_DATABASE_URL", "SST_REDIS_URL", "SST_CONFIG", "SST_ENV"):
         monkeypatch.delenv(var, raising=False)
+    # A private secret, as on any real database (the published one is refused there, M2).
+    monkeypatch.setenv("SST_SECRET_KEY", "cli-errors-test-secret-0123456789")
 
 
 def run(args, **env):

@@ -279,10 +279,13 @@ def test_production_without_a_token_closes_the_scrape(tmp_path):
     assert value(scrape(opened), "sst_database_up") == 1
 
 
-def test_a_configured_but_unusable_token_closes_the_scrape(tmp_path, monkeypatch):
+def test_a_configured_but_unusable_token_fails_start_up_rather_than_open_the_scrape(
+        tmp_path, monkeypatch):
+    from sst.config import ConfigError
+
     monkeypatch.delenv("SST_TEST_ADMIN_TOKEN", raising=False)
-    app = sqlite_app(tmp_path, ADMIN={"token": "env:SST_TEST_ADMIN_TOKEN"})
-    assert app.test_client().get("/metrics").status_code == 404
+    with pytest.raises(ConfigError, match="SST_TEST_ADMIN_TOKEN is not set"):
+        sqlite_app(tmp_path, ADMIN={"token": "env:SST_TEST_ADMIN_TOKEN"})
 
 
 def test_a_bad_metrics_mode_fails_start_up(tmp_path):
