@@ -38,7 +38,7 @@ class Defaults:
     PIXEL_MAX_DATA = 8 * 1024
     REJECTED_KEEP = 10_000  # rows kept in rejected_payloads; older ones are trimmed
     RETRY_AFTER_SECONDS = 5  # what a 503 tells clients when storage is down
-    FORWARD_BOTS = False
+    FORWARD_BOTS = None  # [server] forward_bots: unset, each destination's own default
     PROXY_FIX_X_FOR = 0  # trusted proxies in front of sst (X-Forwarded-For hops); 0: none
     LOG_FORMAT = None  # json | text | off; unset: json in production, text otherwise
     CONVERSION_EVENTS = ["Order Completed"]  # what reports count as conversions

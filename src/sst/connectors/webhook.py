@@ -54,6 +54,7 @@ class WebhookConnector(Connector):
     settings_schema = WebhookSettings
     max_batch = 1
     max_event_age = None
+    forwards_bots = True
 
     def build_requests(self, events: list[EventData]) -> list[OutgoingRequest]:
         reqs = []
