@@ -175,3 +175,41 @@ def test_huge_user_agent_and_big_batch_over_http(mysql_url, redis_url):
     r = client.post("/v1/batch", json={"batch": batch}, auth=(SERVER_KEY, ""))
     assert r.status_code == 200, r.data
     assert time.perf_counter() - started < 15.0
+
+
+def test_skip_reason_in_tracks_status_and_admin(mysql_url, redis_url):
+    import json
+
+    from sst.cli import main
+    from sst.ops import admin
+
+    with StubPlatform(default=OK) as stub:
+        app = mysql_app(mysql_url, redis_url, meta_dest(stub.url), webhook_dest(stub.url))
+        if "admin" not in app.blueprints:
+            app.register_blueprint(admin.bp)
+        app.config["ADMIN"] = {"token": "admin-token-0123456789"}
+        _post(app.test_client(), "skip-1", False, "curl/8.5.0", GOOGLEBOT)
+        run_worker(app, burst=True)
+        runner = app.test_cli_runner()
+        reason = "bot user agent (forward_bots is false)"
+
+        out = runner.invoke(main, ["tracks", "--event", "skip-1"], catch_exceptions=False)
+        assert out.exit_code == 0
+        [skip_line] = [line for line in out.output.splitlines() if "skipped" in line]
+        assert "meta" in skip_line and reason in skip_line
+        assert any("hook" in line and "success" in line for line in out.output.splitlines())
+        rows = [json.loads(line) for line in runner.invoke(
+            main, ["tracks", "--event", "skip-1", "--json"]).output.splitlines()]
+        assert {"destination": "meta", "outcome": "skipped", "reason": reason}.items() \
+            <= next(r for r in rows if r["outcome"] == "skipped").items()
+
+        out = runner.invoke(main, ["status"], catch_exceptions=False)
+        assert "last skip: " in out.output and reason in out.output
+        doc = json.loads(runner.invoke(main, ["status", "--json"]).output)
+        meta = next(r for r in doc["hour"] if r["destination"] == "meta")
+        assert meta["last_skip"]["reason"] == reason and meta["skipped"] == 1
+
+        page = app.test_client().get(
+            "/admin/", headers={"Authorization": "Bearer admin-token-0123456789"})
+        assert page.status_code == 200, page.data[:300]
+        assert reason in page.get_data(as_text=True)

@@ -14,7 +14,7 @@ from sst.errors import ConfigError
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def status(as_json):
-    """Per destination, last hour and day: sent, outcomes, latency, last error."""
+    """Per destination, last hour and day: sent, outcomes, latency, last error, last skip."""
     from datetime import timedelta
 
     from sst.jsonutil import dumps
@@ -32,12 +32,14 @@ def status(as_json):
         click.echo(f"  {'destination':<16}{'sent':>7}{'ok':>7}{'failed':>7}{'skipped':>8}"
                    f"{'retrying':>9}{'p50 ms':>9}{'p95 ms':>9}  last error")
         for row in doc[name]:
-            err = row["last_error"]
+            err, skip = row["last_error"], row["last_skip"]
             click.echo(
                 f"  {row['destination']:<16}{row['sent']:>7}{row['succeeded']:>7}"
                 f"{row['failed']:>7}{row['skipped']:>8}{row['retrying']:>9}"
                 f"{_ms(row['p50_ms']):>9}{_ms(row['p95_ms']):>9}  "
                 + (f"{err['time']} {err['status'] or ''} {err['error'][:60]}" if err else "-"))
+            if skip:
+                click.echo(f"  {'':<16}last skip: {skip['time']} {skip['reason'][:100]}")
     backlog = doc["backlog"]
     age = backlog["oldest_pending_age_s"]
     click.echo(f"deliveries by state: {backlog['states']}; oldest waiting: "

@@ -52,6 +52,10 @@ def destination_status(state, window: timedelta) -> list[dict]:
                 select(t.created_at, t.status, t.error_class, t.error_message, t.response_body)
                 .where(t.destination == name, t.outcome != "success")
                 .order_by(t.id.desc()).limit(1)).first()
+            skip = conn.execute(
+                select(d.updated_at, d.reason)
+                .where(d.destination == name, d.state == "skipped")
+                .order_by(d.id.desc()).limit(1)).first()
             counts = by_state.get(name, {})
             out.append({
                 "destination": name,
@@ -69,6 +73,9 @@ def destination_status(state, window: timedelta) -> list[dict]:
                     "time": iso(last.created_at), "status": last.status,
                     "error": (last.error_message or last.error_class
                               or (last.response_body or "")[:200])},
+                # Skips send no request, so they have no Track: the delivery keeps why.
+                "last_skip": None if skip is None else {
+                    "time": iso(skip.updated_at), "reason": skip.reason or "skipped"},
             })
     return out
 
