@@ -136,6 +136,13 @@ def test_visitor_user_agent_rule():
     assert visitor_user_agent("", "Mozilla/5.0", browser=True) == "Mozilla/5.0"
 
 
+def test_phones_whose_model_ends_in_bot_are_not_bots():
+    cubot = ("Mozilla/5.0 (Linux; Android 9; CUBOT X19 Build/PPR1.180610.011) AppleWebKit/"
+             "537.36 (KHTML, like Gecko) Chrome/74.0.3729.136 Mobile Safari/537.36")
+    assert not is_bot_ua(cubot, Budget())
+    assert is_bot_ua("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)")
+
+
 def test_only_the_first_512_characters_are_judged():
     assert not is_bot_ua(BROWSER_UA + " " + "x" * MAX_UA_CHARS + " Googlebot/2.1")
     assert is_bot_ua("Googlebot/2.1 " + "x" * 5000)

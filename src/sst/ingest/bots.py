@@ -40,9 +40,12 @@ _LIBRARY = re.compile(
     re.IGNORECASE)
 
 # A short, linear keyword check: catches the common crawlers without crawlerdetect, and is
-# what a request past its budget falls back to.
+# what a request past its budget falls back to. Named bots only: a bare "bot" would catch
+# phones such as the CUBOT X19, which crawlerdetect's exclusions let through.
 _KEYWORDS = re.compile(
-    r"bot\b|bot/|crawl|spider|slurp|scrape|headless|phantomjs|puppeteer|playwright|"
+    r"(?:google|bing|yandex|duckduck|apple|ahrefs|semrush|petal|mj12|dot|gpt|cc|claude|"
+    r"amazon|facebook|twitter|linkedin|slack|telegram|discord|whatsapp)bot|"
+    r"crawl|spider|slurp|scrape|headless|phantomjs|puppeteer|playwright|"
     r"selenium|webdriver|lighthouse|pingdom|facebookexternalhit|mediapartners|adsbot|"
     r"ia_archiver|feedfetcher",
     re.IGNORECASE)
