@@ -41,10 +41,11 @@ def _backfill():
     from datetime import UTC, datetime
 
     bind = op.get_bind()
-    visitors = sa.table('visitors', sa.column('anonymous_id'), sa.column('first_touch'),
-                        sa.column('latest_touch'))
+    visitors = sa.table('visitors', sa.column('anonymous_id'), sa.column('first_touch', sa.JSON),
+                        sa.column('latest_touch', sa.JSON))
     touches = sa.table('utm_touches', sa.column('anonymous_id'), sa.column('at'),
-                       sa.column('utm_source'), sa.column('utm_campaign'), sa.column('utm'))
+                       sa.column('utm_source'), sa.column('utm_campaign'),
+                       sa.column('utm', sa.JSON))
     rows = []
     for anon, first, latest in bind.execute(sa.select(
             visitors.c.anonymous_id, visitors.c.first_touch, visitors.c.latest_touch)):
