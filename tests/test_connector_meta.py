@@ -173,10 +173,22 @@ def test_base_url_override():
     assert req.url.startswith("http://localhost:8080/v25.0/1234567890/events?")
 
 
-def test_event_without_user_agent_is_skipped():
+def test_event_without_visitor_user_agent_is_system_generated_not_website():
+    # Contract §5: no visitor user agent known -> an action_source valid without one.
+    (req,) = conn().build_requests([ev(user_agent=None, ip=None)])
+    [event] = json.loads(req.body)["data"]
+    assert event["action_source"] == "system_generated"
+    assert "client_user_agent" not in event["user_data"]
+    assert "client_ip_address" not in event["user_data"]
+    assert event["user_data"]["external_id"] == [sha("user-42")]
+
+
+def test_event_with_nothing_to_match_is_skipped():
     c = conn()
-    res = c.send([ev(user_agent=None)])
+    res = c.send([ev(user_agent=None, ip=None, user_id=None, phone=None, email=None,
+                     traits={}, click_ids={}, cookies={})], now=T)
     assert res.outcomes["m-1"].kind == "skipped" and res.exchanges == []
+    assert "no customer information" in res.outcomes["m-1"].error
 
 
 @pytest.mark.parametrize(("age", "reason"), [

@@ -58,7 +58,11 @@ def test_failed_delivery_replayed_once_with_original_time(mysql_url, redis_url):
         run_worker(app, burst=True)
         assert len(stub.requests) == 2
         sent = stub.requests[-1].json()
-        assert sent["messageId"] == "m-1" and sent["timestamp"] == ts
+        # The replay carries the first attempt's corrected event time, and the client's
+        # own time as originalTimestamp (contract §5).
+        first = stub.requests[0].json()
+        assert sent["messageId"] == "m-1" and sent["timestamp"] == first["timestamp"]
+        assert sent["originalTimestamp"] == ts
         with app.app_context():
             d = db.session.execute(select(Delivery)).scalar_one()
             assert d.state == "succeeded"

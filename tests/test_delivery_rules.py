@@ -56,16 +56,19 @@ def test_granted_consent_is_sent(mysql_url, redis_url):
         assert (d.state, d.consent) == ("succeeded", "granted")
 
 
-def test_bot_user_agent_is_skipped_not_forwarded(mysql_url, redis_url):
+def test_bot_user_agent_is_skipped_for_ad_platforms_and_marked_for_the_webhook(mysql_url, redis_url):
     with StubPlatform(default=META_OK) as stub:
         app = mysql_app(mysql_url, redis_url, meta_dest(stub.url), webhook_dest(stub.url))
         track(app, context={"userAgent": GOOGLEBOT})
         run_worker(app, burst=True)
 
-        assert stub.requests == []
+        # Contract §3: ad platforms skip a bot's events; the webhook gets them, marked.
+        assert [r.path for r in stub.requests] == ["/hook"]
+        assert stub.requests[0].json()["context"]["bot"] is True
         rows = deliveries(app)
         assert {(d.destination, d.state, d.reason) for d in rows} == {
-            ("meta", "skipped", "bot user agent"), ("hook", "skipped", "bot user agent")}
+            ("meta", "skipped", "bot user agent (forward_bots is false)"),
+            ("hook", "succeeded", None)}
 
 
 def test_event_older_than_meta_accepts_is_skipped_with_reason(mysql_url, redis_url):

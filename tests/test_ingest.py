@@ -67,7 +67,10 @@ def test_the_stored_row_keeps_the_message_and_the_request(mysql_app, mysql_clien
     assert stored.anonymous_id == "anon-1"
     assert stored.message["properties"] == {"plan": "pro"}
     assert stored.ip == "203.0.113.9"  # context.ip wins over the connection's address
-    assert stored.user_agent == BROWSER_UA
+    # A server call's own User-Agent is its HTTP library's, not the visitor's: kept on
+    # record in the request column only (contract §5).
+    assert stored.user_agent is None
+    assert stored.request["user_agent"] == BROWSER_UA
     assert stored.request["auth"] == "basic"
     assert stored.request["endpoint"] == "/v1/track"
     assert stored.is_bot is False
@@ -75,8 +78,19 @@ def test_the_stored_row_keeps_the_message_and_the_request(mysql_app, mysql_clien
 
 def test_a_crawler_user_agent_is_flagged(mysql_app, mysql_client):
     ua = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-    mysql_client.post("/v1/track", json=track(), headers={**basic(), "User-Agent": ua})
+    # The visitor's user agent in the message: a bot, whatever calls sst.
+    mysql_client.post("/v1/track", json=track(context={"userAgent": ua}),
+                      headers={**basic(), "User-Agent": "curl/8.5.0"})
     assert event(mysql_app, "m-1").is_bot is True
+    # A browser's own request: its User-Agent is the visitor's.
+    mysql_client.post("/v1/track", data=json.dumps({**track("m-2"),
+                                                    "writeKey": WRITE_KEY}),
+                      content_type="text/plain", headers={"Origin": ORIGIN, "User-Agent": ua})
+    assert event(mysql_app, "m-2").is_bot is True
+    # A server call's own User-Agent is never judged (contract §3).
+    mysql_client.post("/v1/track", json=track("m-3"),
+                      headers={**basic(), "User-Agent": ua})
+    assert event(mysql_app, "m-3").is_bot is False
 
 
 # --- auth and body forms ---------------------------------------------------------------------

@@ -140,17 +140,18 @@ def test_attribution(engine):
     # Last touch: C1 google, C2 gclid 09:00 (google), the rest none.
     assert out["last_touch"] == [{"platform": None, "conversions": 3},
                                  {"platform": "google", "conversions": 2}]
-    # UTM of the converting device's stored touches: a2 google/brand both; a3 first
-    # tiktok/spring, latest google/brand; a6 facebook/retarget; a4 none; C5 no device.
+    # UTM touches of the converting device at or before the conversion: C1 (a2, 12:00)
+    # google/brand both; C2 (a3, 10:00) first tiktok/spring 08:00, last google/brand 09:00,
+    # not newsletter/dec at 11:00 (after it); C4 (a6, 09:00) none: facebook/retarget came at
+    # 10:00, after the purchase; C3 (a4) none; C5 no device. a1's facebook/bf is p-1's phone,
+    # not the converting device.
     assert out["utm_first"] == [
-        {"utm_source": None, "utm_campaign": None, "conversions": 2},
-        {"utm_source": "facebook", "utm_campaign": "retarget", "conversions": 1},
+        {"utm_source": None, "utm_campaign": None, "conversions": 3},
         {"utm_source": "google", "utm_campaign": "brand", "conversions": 1},
         {"utm_source": "tiktok", "utm_campaign": "spring", "conversions": 1}]
     assert out["utm_last"] == [
-        {"utm_source": None, "utm_campaign": None, "conversions": 2},
-        {"utm_source": "google", "utm_campaign": "brand", "conversions": 2},
-        {"utm_source": "facebook", "utm_campaign": "retarget", "conversions": 1}]
+        {"utm_source": None, "utm_campaign": None, "conversions": 3},
+        {"utm_source": "google", "utm_campaign": "brand", "conversions": 2}]
     # Across devices: C1 meta via a1 (a2 has only google); C3 meta via a5 (a5's msclkid is
     # later than the purchase); C5 meta via a1 and google via a2. 3 of 5 conversions.
     assert out["cross_device"] == {
@@ -249,3 +250,32 @@ def test_report_rejects_a_bad_date(mysql_app):
     result = mysql_app.test_cli_runner().invoke(report, ["--since", "yesterday"])
     assert result.exit_code == 2
     assert "--since" in result.output
+
+
+def test_attribution_from_ingest_never_credits_a_later_touch(mysql_url):
+    # Through the real write path: a device lands from a Google ad, buys, then comes back
+    # from a newsletter and a Meta ad. The purchase keeps Google, for click ids and UTM.
+    from support.apps import SERVER_KEY
+
+    app = make_mysql_app(mysql_url)
+    truncate_all(app)
+    client = app.test_client()
+
+    def send(kind, ts, url=None, **body):
+        msg = {"anonymousId": "dev-1", "timestamp": ts, **body}
+        if url:
+            msg["context"] = {"page": {"url": url}}
+        r = client.post(f"/v1/{kind}", json=msg, auth=(SERVER_KEY, ""))
+        assert r.status_code == 200, r.data
+
+    site = "https://www.example.com/"
+    send("page", "2026-11-01T09:00:00Z", site + "?utm_source=google&utm_campaign=brand&gclid=G1")
+    send("track", "2026-11-01T10:00:00Z", event="Order Completed")
+    send("page", "2026-11-01T11:00:00Z", site + "?utm_source=newsletter&utm_campaign=dec")
+    send("page", "2026-11-01T12:00:00Z", site + "?utm_source=facebook&fbclid=F1")
+    with app.app_context(), db.engine.connect() as conn:
+        out = reports.attribution(conn, ALL)
+    assert out["conversions"] == 1
+    assert out["first_touch"] == out["last_touch"] == [{"platform": "google", "conversions": 1}]
+    google = [{"utm_source": "google", "utm_campaign": "brand", "conversions": 1}]
+    assert out["utm_first"] == out["utm_last"] == google

@@ -56,7 +56,7 @@ class SstState:
         self.retry_after = int(cfg["RETRY_AFTER_SECONDS"])
         self.redis_url = cfg.get("REDIS_URL") or None
         # Fan-out runs inside the ingest transaction: an event and its deliveries commit together.
-        self.on_insert = FanOut(destinations, bool(cfg["FORWARD_BOTS"])) if destinations else None
+        self.on_insert = FanOut(destinations, cfg.get("FORWARD_BOTS")) if destinations else None
 
     @cached_property
     def phones(self):

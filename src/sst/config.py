@@ -42,7 +42,7 @@ class Defaults:
     REJECTED_KEEP = 10_000  # rows kept in rejected_payloads; older ones are trimmed
     REJECTED_PER_IP = "60/minute"  # refusals recorded per client address (L2); more: logged
     RETRY_AFTER_SECONDS = 5  # what a 503 tells clients when storage is down
-    FORWARD_BOTS = False
+    FORWARD_BOTS = None  # [server] forward_bots: unset, each destination's own default
     PROXY_FIX_X_FOR = 0  # trusted proxies in front of sst (X-Forwarded-For hops); 0: none
     LOG_FORMAT = None  # json | text | off; unset: json in production, text otherwise
     CONVERSION_EVENTS = ["Order Completed"]  # what reports count as conversions

@@ -105,6 +105,24 @@ class ClickId(db.Model):
     )
 
 
+class UtmTouch(db.Model):
+    """Every event that arrived with UTM parameters, per visitor: attribution picks the
+    touches at or before each conversion (visitors.latest_touch may be after it)."""
+
+    __tablename__ = "utm_touches"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    anonymous_id: Mapped[str] = mapped_column(String(ID_LEN))
+    at: Mapped[object] = mapped_column(Timestamp)  # the event time of the touch
+    utm_source: Mapped[str | None] = mapped_column(String(255))
+    utm_campaign: Mapped[str | None] = mapped_column(String(255))
+    utm: Mapped[dict | None] = mapped_column(JSON)  # every utm_* parameter of the touch
+
+    __table_args__ = (
+        Index("ix_utm_touches_visitor_at", "anonymous_id", "at"),
+        TABLE_OPTS,
+    )
+
+
 class Link(db.Model):
     """An edge of the identity graph: a visitor id linked to another id of the same person."""
 

@@ -44,6 +44,7 @@ from sst.models import (
     Replay,
     Track,
     TrackItem,
+    UtmTouch,
     Visitor,
 )
 from sst.operator import operator_name
@@ -61,6 +62,7 @@ tracks_t = Track.__table__
 items_t = TrackItem.__table__
 visitors_t = Visitor.__table__
 clicks_t = ClickId.__table__
+utm_t = UtmTouch.__table__
 links_t = Link.__table__
 persons_t = Person.__table__
 codes_t = OtpCode.__table__
@@ -253,7 +255,8 @@ def _count(conn, table, cond) -> int:
 def plan_forget(engine, s: Subject) -> dict:
     """What forget would delete (dry run): counts per table."""
     counts = dict.fromkeys(("events", "deliveries", "track_items", "tracks_deleted",
-                            "tracks_anonymised", "visitors", "click_ids", "links",
+                            "tracks_anonymised", "visitors", "click_ids", "utm_touches",
+                            "links",
                             "persons", "otp_codes", "rejected_payloads"), 0)
     cond = s.events_cond()
     with engine.connect() as conn:
@@ -272,6 +275,7 @@ def plan_forget(engine, s: Subject) -> dict:
             counts["visitors"] = _count(conn, visitors_t,
                                         visitors_t.c.anonymous_id.in_(s.anon_ids))
             counts["click_ids"] = _count(conn, clicks_t, clicks_t.c.anonymous_id.in_(s.anon_ids))
+            counts["utm_touches"] = _count(conn, utm_t, utm_t.c.anonymous_id.in_(s.anon_ids))
         counts["links"] = _count(conn, links_t, _links_cond(s))
         if s.person_ids:
             counts["persons"] = _count(conn, persons_t, persons_t.c.id.in_(s.person_ids))
@@ -366,10 +370,12 @@ def forget(engine, s: Subject, *, pause: float = 0.0) -> dict:
     if s.anon_ids:
         counts["click_ids"] = _delete_where(engine, clicks_t, clicks_t.c.id,
                                             clicks_t.c.anonymous_id.in_(s.anon_ids), pause)
+        counts["utm_touches"] = _delete_where(engine, utm_t, utm_t.c.id,
+                                              utm_t.c.anonymous_id.in_(s.anon_ids), pause)
         counts["visitors"] = _delete_where(engine, visitors_t, visitors_t.c.anonymous_id,
                                            visitors_t.c.anonymous_id.in_(s.anon_ids), pause)
     else:
-        counts["click_ids"] = counts["visitors"] = 0
+        counts["click_ids"] = counts["visitors"] = counts["utm_touches"] = 0
     counts["rejected_payloads"] = _delete_where(engine, rejected_t, rejected_t.c.id,
                                                 _rejected_cond(s), pause)
     counts["replays"] = _scrub_replays(engine, s)

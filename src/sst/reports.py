@@ -13,9 +13,9 @@ Definitions (docs/reports.md):
   conversion. First touch: the earliest; last touch: the latest (ties: the parameter that
   sorts first). The platform is the click id's owner (gclid -> google, fbclid -> meta ...);
   a conversion without a click id has platform None.
-- UTM: the utm_source / utm_campaign of the converting device's stored first and latest touch
-  (`visitors.first_touch`, `visitors.latest_touch`). The latest touch is the visitor's latest,
-  which can come after the conversion.
+- UTM: the utm_source / utm_campaign of the converting device's first and last UTM touch
+  (`utm_touches`: events that carried utm_* parameters) at or before the conversion; a touch
+  after the conversion is never credited. None: the device had no UTM touch by then.
 - Verified: the conversion belongs to a Person (a verified phone), through its userId or a
   link of its device (links of kind person or user_id). Otherwise anonymous.
 - Cross-device: a conversion is credited across devices to a platform when the converting
@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sst.clock import iso, to_db
 from sst.identity.clicks import CLICK_ID_PLATFORM
 from sst.identity.people import PERSON_LINKS
-from sst.models import ClickId, Delivery, Event, Link, Person, Track, Visitor
+from sst.models import ClickId, Delivery, Event, Link, Person, Track, UtmTouch, Visitor
 
 events_t = Event.__table__
 deliveries_t = Delivery.__table__
@@ -55,6 +55,7 @@ clicks_t = ClickId.__table__
 links_t = Link.__table__
 persons_t = Person.__table__
 visitors_t = Visitor.__table__
+utm_touches_t = UtmTouch.__table__
 
 DEFAULT_CONVERSION_EVENTS = ("Order Completed",)
 PERCENTILES = (0.5, 0.95, 0.99)
@@ -261,14 +262,20 @@ def attribution(conn, window: Window, conversion_events=DEFAULT_CONVERSION_EVENT
         by_first[first] = by_first.get(first, 0) + n
         by_last[last] = by_last.get(last, 0) + n
 
-    v = visitors_t
     utm = {}
-    for which, column in (("utm_first", v.c.first_touch), ("utm_last", v.c.latest_touch)):
-        src = column[("utm", "utm_source")].as_string().label("utm_source")
-        camp = column[("utm", "utm_campaign")].as_string().label("utm_campaign")
+    ut = utm_touches_t
+    for which, order in (("utm_first", (ut.c.at, ut.c.id)),
+                         ("utm_last", (ut.c.at.desc(), ut.c.id.desc()))):
+        # The device's first / last UTM touch at or before the conversion: never one after.
+        touch_id = (select(ut.c.id).where(ut.c.anonymous_id == conv.c.anonymous_id,
+                                          ut.c.at <= conv.c.event_time)
+                    .order_by(*order).limit(1).scalar_subquery())
+        picked = select(conv.c.id, touch_id.label("touch_id")).subquery(which)
+        t = ut.alias(f"{which}_t")
+        src, camp = t.c.utm_source.label("utm_source"), t.c.utm_campaign.label("utm_campaign")
         rows = conn.execute(
             select(src, camp, func.count().label("n"))
-            .select_from(outerjoin(conv, v, v.c.anonymous_id == conv.c.anonymous_id))
+            .select_from(outerjoin(picked, t, t.c.id == picked.c.touch_id))
             .group_by(src, camp)).all()
         utm[which] = [{"utm_source": s, "utm_campaign": c, "conversions": int(n)}
                       for s, c, n in sorted(rows, key=lambda r: (-r.n, r[0] or "", r[1] or ""))]

@@ -32,6 +32,7 @@ send loop instead of Connector.send with a single edit there.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ from sst import connectors
 from sst.connectors.base import ClickId, EventData, SendReport, mask_settings
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+VISITOR_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+# Connectors whose platforms take the visitor's IP and user agent.
+SENDS_VISITOR = frozenset({"meta", "tiktok", "snapchat", "reddit", "pinterest"})
 TOKEN = "ya29.ACCESS-TOKEN-value/+x"  # what the OAuth endpoint hands out: a secret too
 
 
@@ -257,11 +261,47 @@ class ConnectorHarness:
             connectors.validate_destination(raw)
         assert exc.value.key == secret_key
 
+    def test_visitor_ip_and_user_agent_are_the_visitors_only(self):
+        """Contract §5: the visitor's IP/UA go out as given; without them nothing stands in
+        (no server address, no HTTP library), and the event still goes."""
+        p = self.platform
+        conn = harness_connector(p)
+        visitor = harness_event(p, ip="198.51.100.23", user_agent=VISITOR_UA)
+        (req,) = conn.build_requests([visitor])
+        if p.name in SENDS_VISITOR:
+            assert VISITOR_UA in req.body
+            assert ("198.51.100.23" in req.body
+                    or hashlib.sha256(b"198.51.100.23").hexdigest() in req.body)
+        for ua in (None, ""):
+            unknown = harness_event(p, ip=None, user_agent=ua)
+            assert conn.skip_reason(unknown) is None  # email and ids still match
+            (req,) = conn.build_requests([unknown])
+            sent = _visitor_values(json.loads(req.body))
+            assert sent == [], (p.name, sent)
+
     def test_common_defaults(self):
         p = self.platform
         s = connectors.validate_destination({"name": "d", "connector": p.name, **p.settings})
         assert (s["retry_max"], s["retry_backoff"], s["timeout"]) == (6, 30.0, 10.0)
         assert s["events"] == {} and s["consent_categories"] == [] and s["enabled"] is True
+
+
+VISITOR_KEYS = frozenset({"client_user_agent", "user_agent", "userAgent", "client_ip_address",
+                          "ip", "ip_address", "userIpAddress", "ipAddress"})
+
+
+def _visitor_values(node) -> list:
+    """Every non-empty value under an IP or user-agent key, anywhere in a JSON body."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in VISITOR_KEYS and value not in (None, "", [], {}):
+                found.append((key, value))
+            found += _visitor_values(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _visitor_values(item)
+    return found
 
 
 def rpc_error(status, name, reason=None, field=None):

@@ -12,7 +12,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert
 
-from sst.models import ClickId, Delivery, Event, Link, Person, Track, TrackItem, Visitor
+from sst.models import (
+    ClickId,
+    Delivery,
+    Event,
+    Link,
+    Person,
+    Track,
+    TrackItem,
+    UtmTouch,
+    Visitor,
+)
 
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 4, tzinfo=UTC)
@@ -76,6 +86,16 @@ CLICKS = [
     ("a6", "fbclid", "fb.a6", t(3, 10)),  # after a6's purchase: no credit
 ]
 
+# Every UTM touch (what ingest writes to utm_touches): anonymous id, time, source, campaign.
+UTM_TOUCHES = [
+    ("a1", t(1, 9), "facebook", "bf"),
+    ("a2", t(1, 10), "google", "brand"),
+    ("a3", t(2, 8), "tiktok", "spring"),
+    ("a3", t(2, 9), "google", "brand"),
+    ("a3", t(2, 11), "newsletter", "dec"),  # after a3's purchase C2 (10:00): no credit
+    ("a6", t(3, 10), "facebook", "retarget"),  # after a6's purchase C4 (09:00): no credit
+]
+
 LINKS = [
     ("a1", "person", "p-1"),
     ("a2", "person", "p-1"),
@@ -128,6 +148,10 @@ def load(engine) -> None:
         conn.execute(insert(ClickId.__table__), [
             {"anonymous_id": a, "param": p, "value": v, "first_seen_at": at, "last_seen_at": at}
             for a, p, v, at in CLICKS])
+        conn.execute(insert(UtmTouch.__table__), [
+            {"anonymous_id": a, "at": at, "utm_source": src, "utm_campaign": camp,
+             "utm": {"utm_source": src, "utm_campaign": camp}}
+            for a, at, src, camp in UTM_TOUCHES])
         conn.execute(insert(Link.__table__), [
             {"anonymous_id": a, "kind": k, "value": v, "created_at": t(1, 0)}
             for a, k, v in LINKS])

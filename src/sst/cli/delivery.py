@@ -65,23 +65,48 @@ def sweep():
 @click.option("--bodies", is_flag=True, help="Also print request and response bodies.")
 @with_appcontext
 def tracks(event_ref, destination, limit, as_json, bodies):
-    """Outgoing requests and their answers (the delivery ledger), newest first."""
+    """Outgoing requests and their answers (the delivery ledger), newest first.
+
+    Deliveries skipped without a request (bot, consent, too old, ...) are listed too, with
+    their reason: nothing leaves the ledger without a word."""
     from sqlalchemy import or_, select
 
     from sst.clock import iso
     from sst.extensions import db
     from sst.jsonutil import dumps
-    from sst.models import Event, Track, TrackItem
+    from sst.models import Delivery, Event, Track, TrackItem
 
     q = select(Track).order_by(Track.id.desc()).limit(limit)
+    skips = (select(Delivery, Event.message_id).join(Event, Event.id == Delivery.event_id)
+             .where(Delivery.state == "skipped").order_by(Delivery.id.desc()).limit(limit))
     if event_ref:
         ids = select(Event.id).where(or_(Event.message_id == event_ref,
                                          Event.id == (int(event_ref) if event_ref.isdigit()
                                                       else -1)))
         q = q.where(Track.id.in_(select(TrackItem.track_id).where(TrackItem.event_id.in_(ids))))
+        skips = skips.where(Delivery.event_id.in_(ids))
     if destination:
         q = q.where(Track.destination == destination)
-    for t in db.session.execute(q).scalars():
+        skips = skips.where(Delivery.destination == destination)
+    rows = [(t.created_at, "track", t) for t in db.session.execute(q).scalars()]
+    # A delivery skipped at send time (too old at the worker) may also have Tracks of its
+    # earlier attempts; it is listed once more here, as its final word.
+    rows += [(d.updated_at, "skip", (d, mid)) for d, mid in db.session.execute(skips).all()]
+    rows.sort(key=lambda r: r[0], reverse=True)
+    for _, kind, obj in rows[:limit]:
+        if kind == "skip":
+            d, mid = obj
+            item = {"id": None, "time": iso(d.updated_at), "destination": d.destination,
+                    "connector": d.connector, "eventId": d.event_id, "messageId": mid,
+                    "deliveryId": d.id, "attempt": d.attempts, "outcome": "skipped",
+                    "reason": d.reason}
+            if as_json:
+                click.echo(dumps(item))
+            else:
+                click.echo(f"{item['time']}  {d.destination:<12} -  skipped   no request  "
+                           f"event {mid}: {d.reason or 'skipped'}")
+            continue
+        t = obj
         item = {"id": t.id, "time": iso(t.created_at), "destination": t.destination,
                 "connector": t.connector, "eventId": t.incoming_id, "deliveryId": t.delivery_id,
                 "attempt": t.attempt, "outcome": t.outcome, "method": t.method, "url": t.url,

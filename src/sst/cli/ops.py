@@ -14,7 +14,7 @@ from sst.errors import ConfigError
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def status(as_json):
-    """Per destination, last hour and day: sent, outcomes, latency, last error."""
+    """Per destination, last hour and day: sent, outcomes, latency, last error, last skip."""
     from datetime import timedelta
 
     from sst.jsonutil import dumps

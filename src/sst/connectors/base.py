@@ -148,6 +148,8 @@ class ConnectorSettings(Schema):
     retry_backoff = fields.Float(load_default=30.0, validate=validate.Range(min=0))
     timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False))
     consent_categories = fields.List(fields.String(), load_default=list)
+    # Send events whose visitor is a bot? Unset: the connector's own default (forwards_bots).
+    forward_bots = fields.Boolean(load_default=None, allow_none=True)
     enabled = fields.Boolean(load_default=True)
 
 
@@ -234,6 +236,9 @@ class Connector:
     # Does a success answer mean the platform accepted the events? False where it answers
     # 2xx to anything (GA4's Measurement Protocol): those events count as unconfirmed.
     confirms_acceptance: bool = True
+    # Bots' events are not sent to ad platforms unless a destination sets forward_bots
+    # (contract §3); a webhook is the site's own system and gets them, marked context.bot.
+    forwards_bots: bool = False
 
     # Key of the tags that stand for hashed identifiers in recorded requests (M5); the app
     # derives it from its secret. None: they are masked outright.

@@ -59,11 +59,18 @@ class MetaConnector(Connector):
     default_base_url = "https://graph.facebook.com"
 
     def skip_reason(self, event: EventData) -> str | None:
-        # Website events without client_user_agent are refused, and one refused event fails
-        # the whole batch: better skip it here with a clear reason.
-        if not event.user_agent:
-            return "meta: website events need client_user_agent and this event has none"
+        # One refused event fails the whole batch: an event Meta cannot match to anyone is
+        # skipped here, with a reason, rather than sent.
+        if not self.user_data(event):
+            return "meta: no customer information to match (no user agent, IP, ids or contact)"
         return None
+
+    @staticmethod
+    def action_source(e: EventData) -> str:
+        """"website" needs client_user_agent (Meta refuses it otherwise); an event whose
+        visitor's browser is unknown (a backend's event of a person never seen in a browser)
+        is one the business's system generated (contract §5)."""
+        return "website" if e.user_agent else "system_generated"
 
     def build_requests(self, events: list[EventData]) -> list[OutgoingRequest]:
         s = self.settings
@@ -85,7 +92,7 @@ class MetaConnector(Connector):
             "event_name": e.platform_event,
             "event_time": epoch_seconds(e.event_time),
             "event_id": e.message_id,
-            "action_source": "website",
+            "action_source": self.action_source(e),
             "user_data": self.user_data(e),
         }
         if e.page_url:

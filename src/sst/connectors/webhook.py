@@ -1,14 +1,21 @@
 """Generic webhook: one signed JSON POST per event.
 
-The body is the stored (enriched) message. `X-SST-Signature: sha256=<hex>` is the
-HMAC-SHA256 of the exact body bytes with the destination's secret; receivers should compare
-it with hmac.compare_digest over the raw body before parsing it.
+The body is the stored message as Segment's webhooks carry it (contract §5; built by
+sst.delivery.event_data.webhook_body). Headers, all over the exact body bytes:
+
+- `X-SST-Signature: sha256=<hex HMAC-SHA256 of the body with the secret>`;
+- `X-SST-Timestamp: <unix seconds>`, when this attempt was built;
+- `X-SST-Signature-V2: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`: it binds the
+  time, so a receiver that refuses stale timestamps refuses replayed requests (review L7).
+
+docs/operations.md "Webhook signature" has the receiver's code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Mapping
 
 from marshmallow import ValidationError, fields, validates_schema
@@ -29,11 +36,24 @@ from sst.connectors.base import (
 from sst.version import __version__
 
 SIGNATURE_HEADER = "X-SST-Signature"
+TIMESTAMP_HEADER = "X-SST-Timestamp"
+SIGNATURE_V2_HEADER = "X-SST-Signature-V2"
 
 
 def sign(secret: str, body: bytes) -> str:
     """The X-SST-Signature value for `body`."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def sign_v2(secret: str, timestamp: int, body: bytes) -> str:
+    """The X-SST-Signature-V2 value: the HMAC of "<timestamp>.<body>"."""
+    signed = str(int(timestamp)).encode("ascii") + b"." + body
+    return "sha256=" + hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+
+
+def signature_headers(secret: str, body: bytes, timestamp: int) -> dict:
+    return {SIGNATURE_HEADER: sign(secret, body), TIMESTAMP_HEADER: str(int(timestamp)),
+            SIGNATURE_V2_HEADER: sign_v2(secret, timestamp, body)}
 
 
 class WebhookSettings(ConnectorSettings):
@@ -54,16 +74,19 @@ class WebhookConnector(Connector):
     settings_schema = WebhookSettings
     max_batch = 1
     max_event_age = None
+    forwards_bots = True
 
-    def build_requests(self, events: list[EventData]) -> list[OutgoingRequest]:
+    def build_requests(self, events: list[EventData],
+                       now: float | None = None) -> list[OutgoingRequest]:
         reqs = []
+        stamp = int(time.time() if now is None else now)
         for e in self.sendable(events):
             body = dumps(e.message)
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": f"sst/{__version__}",
                 "X-SST-Message-Id": e.message_id,
-                SIGNATURE_HEADER: sign(self.settings["secret"], body.encode("utf-8")),
+                **signature_headers(self.settings["secret"], body.encode("utf-8"), stamp),
             }
             if self.settings.get("test"):
                 headers["X-SST-Test"] = "true"

@@ -13,6 +13,9 @@ from sst.models import Delivery
 
 logger = logging.getLogger(__name__)
 
+# deliveries.reason of a bot's event that a destination does not take (forward_bots false)
+BOT_REASON = "bot user agent (forward_bots is false)"
+
 CALL_KEYS = {"page": "$page", "screen": "$screen", "identify": "$identify",
              "group": "$group", "alias": "$alias"}
 
@@ -38,6 +41,16 @@ class Destination:
     @property
     def timeout(self) -> float:
         return float(self.settings.get("timeout", 10))
+
+    def forwards_bots(self, server_default: bool | None = None) -> bool:
+        """This destination's forward_bots, else [server] forward_bots when set, else the
+        connector's default (false for ad platforms, true for the webhook)."""
+        own = self.settings.get("forward_bots")
+        if own is not None:
+            return bool(own)
+        if server_default is not None:
+            return bool(server_default)
+        return bool(getattr(self.connector_cls, "forwards_bots", False))
 
     def platform_event(self, kind: str, name: str | None) -> str | None:
         """The platform's name for this event, or None when the destination does not take it.
@@ -110,9 +123,9 @@ def load_destinations(raw_list: list) -> dict[str, Destination]:
 class FanOut:
     """Runs inside the ingest transaction: one Delivery row per destination that maps it."""
 
-    def __init__(self, destinations: dict[str, Destination], forward_bots: bool):
+    def __init__(self, destinations: dict[str, Destination], forward_bots: bool | None = None):
         self.destinations = [d for d in destinations.values() if d.enabled]
-        self.forward_bots = forward_bots
+        self.bots_to = {d.name for d in self.destinations if d.forwards_bots(forward_bots)}
         self._insert = insert(Delivery.__table__)
 
     def __call__(self, conn, item, event_id) -> None:
@@ -129,8 +142,8 @@ class FanOut:
             ok, consent = dest.consent_decision(row["message"])
             if not ok:
                 state, reason = "skipped", "consent " + consent
-            elif row["is_bot"] and not self.forward_bots:
-                state, reason = "skipped", "bot user agent"
+            elif row["is_bot"] and dest.name not in self.bots_to:
+                state, reason = "skipped", BOT_REASON
             rows.append({
                 "event_id": event_id, "destination": dest.name, "connector": dest.connector,
                 "platform_event": platform_event[:255], "state": state, "attempts": 0,

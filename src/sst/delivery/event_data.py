@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from sst.clock import from_db
+from sst.clock import from_db, iso
 from sst.connectors.base import ClickId, EventData
 from sst.identity.clicks import Touch, best_click_ids
 from sst.identity.people import PERSON_LINKS
+from sst.ingest.touch import parse_touch
 from sst.models import ClickId as ClickRow
 from sst.models import Event, Link, Person, Visitor
 
@@ -55,6 +56,54 @@ def _trusted(e) -> bool:
     return bool((e.request or {}).get("trusted"))
 
 
+def _last_seen_browser(conn, device_ids: set) -> tuple[str | None, str | None]:
+    """(ip, user agent) of the latest event on these devices that knew its visitor's: the
+    fallback for a server event of a linked person (contract §5). Only visitor values are
+    stored in events.ip / events.user_agent, never a backend's."""
+    if not device_ids:
+        return None, None
+    row = conn.execute(select(Event.ip, Event.user_agent)
+                       .where(Event.anonymous_id.in_(device_ids),
+                              Event.user_agent.is_not(None))
+                       .order_by(Event.id.desc()).limit(1)).first()
+    return (row.ip, row.user_agent) if row else (None, None)
+
+
+def own_click_ids(page_url, event_time, touches) -> dict[str, ClickId]:
+    """The click ids of the event's own page URL (contract §3/§5: used for the event that
+    carries them, with or without an anonymous id), each with the time it was first seen."""
+    clicks, _ = parse_touch(page_url)
+    out = {}
+    for param, value in clicks.items():
+        seen = [t.seen_at for t in touches if t.param == param and t.value == value]
+        out[param] = ClickId(value, min([*seen, event_time]))
+    return out
+
+
+def webhook_body(e, message: dict, context: dict, user_id, click_ids: dict, ip, user_agent):
+    """The message as Segment's webhooks carry it (contract §5): who, when, and the visitor."""
+    body = dict(message)
+    body["type"] = e.type
+    body["messageId"] = e.message_id
+    if e.anonymous_id is not None:
+        body["anonymousId"] = e.anonymous_id
+    if user_id is not None:
+        body["userId"] = user_id
+    original = message.get("originalTimestamp") or message.get("timestamp")
+    if original is not None:
+        body["originalTimestamp"] = original
+    body["timestamp"] = iso(e.event_time)
+    sent_at = message.get("sentAt") or iso(e.sent_at)
+    if sent_at is not None:
+        body["sentAt"] = sent_at
+    body["receivedAt"] = iso(e.received_at)
+    body["context"] = {**context, "ip": ip, "userAgent": user_agent,
+                       "clickIds": {p: c.value for p, c in click_ids.items()},
+                       "bot": bool(e.is_bot)}
+    body.pop("writeKey", None)
+    return body
+
+
 def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
     """{delivery id: EventData} for claimed delivery rows.
 
@@ -88,6 +137,7 @@ def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
         user_ids = set(person_of.values()) | persons
         verified = phones(conn, user_ids) if phones and user_ids else {}
 
+    fallback_cache: dict = {}
     for d in deliveries:
         e = events.get(d["event_id"])
         if e is None:
@@ -99,17 +149,27 @@ def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
         device_ids = set(own)
         if person:
             device_ids |= devices.get(person, set())
+        device_ids = frozenset(device_ids)
         touches = [t for a in device_ids for t in clicks.get(a, [])]
         event_time = from_db(e.event_time)
-        best = best_click_ids(touches, event_time)
+        click_ids = {p: ClickId(t.value, t.seen_at)
+                     for p, t in best_click_ids(touches, event_time).items()}
+        click_ids.update(own_click_ids(e.page_url, event_time, touches))
+        ip, user_agent = e.ip, e.user_agent
+        if ip is None or user_agent is None:
+            if device_ids not in fallback_cache:
+                with engine.connect() as conn:
+                    fallback_cache[device_ids] = _last_seen_browser(conn, device_ids)
+            seen_ip, seen_ua = fallback_cache[device_ids]
+            ip = ip if ip is not None else seen_ip
+            user_agent = user_agent if user_agent is not None else seen_ua
         traits = _traits(message)
         ad_cookies = {**cookies.get(e.anonymous_id, {}),
                       **((e.request or {}).get("ad_cookies") or {})}
         props = message.get("properties") if isinstance(message.get("properties"), dict) else {}
         context = message.get("context") if isinstance(message.get("context"), dict) else {}
-        enriched = dict(message)
-        enriched["context"] = {**context, "ip": e.ip, "userAgent": e.user_agent,
-                               "clickIds": {p: t.value for p, t in best.items()}}
+        enriched = webhook_body(e, message, context, e.user_id or person, click_ids, ip,
+                                user_agent)
         email = traits.get("email") if isinstance(traits.get("email"), str) else None
         phone = verified.get(person) if person else None
         if phone is None and isinstance(traits.get("phone"), str):
@@ -119,8 +179,8 @@ def build_event_data(engine, deliveries: list[dict], phones=None) -> dict:
             platform_event=d["platform_event"], event_time=event_time,
             properties=props, traits=traits, context=context, message=enriched,
             anonymous_id=e.anonymous_id, user_id=person or e.user_id,
-            ip=e.ip, user_agent=e.user_agent, page_url=e.page_url, referrer=e.referrer,
-            click_ids={p: ClickId(t.value, t.seen_at) for p, t in best.items()},
+            ip=ip, user_agent=user_agent, page_url=e.page_url, referrer=e.referrer,
+            click_ids=click_ids,
             cookies=ad_cookies, phone=phone, email=email,
         )
     return out

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 
 from marshmallow import ValidationError
 
 from sst.clock import corrected_event_time, to_db
+from sst.ingest.bots import Budget, is_bot_ua, visitor_user_agent
 from sst.ingest.schema import flat_errors, message_schema, quick_load
 from sst.ingest.store import PreparedEvent, Touch
 from sst.ingest.touch import AD_COOKIES, page_url_of, parse_touch, referrer_of
@@ -49,27 +49,20 @@ class RequestInfo:
     # userId may tie the device to a verified Person (contract section 4). A browser key is
     # public, so its userId is stored as sent and claims nobody.
     trusted: bool = False
+    bot_budget: Budget = field(default_factory=Budget)  # bot-verdict time left (H1)
+
+    @property
+    def browser(self) -> bool:
+        """Did a browser make this request (contract §3: an Origin, the pixel, the cookie)?
+
+        The pixel and every Origin-bearing request get a cookie state of valid or new; a
+        server request only shows a valid one when it forwards the visitor's sst cookie."""
+        return self.origin is not None or self.cookie_state in ("valid", "new")
 
 
 # MariaDB's JSON columns refuse documents nested 32 levels or more (JSON_VALID's limit);
 # such a message must be a 400, not a storage failure that the client retries forever.
 MAX_DEPTH = 31
-
-_crawler = None
-
-
-@lru_cache(maxsize=4096)
-def is_bot(user_agent: str | None) -> bool:
-    """User-agent verdict from crawlerdetect (a maintained list of crawler patterns)."""
-    global _crawler
-    if not user_agent:
-        return False
-    if _crawler is None:
-        from crawlerdetect import CrawlerDetect
-
-        _crawler = CrawlerDetect()
-    return bool(_crawler.isCrawler(user_agent))
-
 
 def _context_str(context, key, limit):
     value = context.get(key) if isinstance(context, dict) else None
@@ -130,15 +123,18 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
     ad_cookies = _ad_cookies(context, info.ad_cookies)
     page_url = page_url_of(raw)
     referrer = referrer_of(raw)
-    ip = _context_str(context, "ip", 45) or (info.ip[:45] if info.ip else None)
-    user_agent = _context_str(context, "userAgent", 512)
+    # The visitor's IP and user agent (contract §5): the message's context, else the
+    # browser's own request; a backend's address and HTTP library are never the visitor's.
+    browser = info.browser
+    context_ua = _context_str(context, "userAgent", 512)
+    ip = _context_str(context, "ip", 45) or (info.ip if browser else None)
+    user_agent = visitor_user_agent(context_ua, info.user_agent, browser)
     cut_user_agent = None
-    if user_agent is None and info.user_agent:
+    if user_agent is not None and len(user_agent) > 512:
         # Cut here, on purpose and on record, not by the database: INSERT IGNORE turns a
         # too-long value into a silent truncation (L5).
-        user_agent = info.user_agent[:512]
-        if len(info.user_agent) > 512:
-            cut_user_agent = len(info.user_agent)
+        cut_user_agent = len(user_agent)
+        user_agent = user_agent[:512]
     kind = msg["type"]
     name = msg.get("event") if kind == "track" else msg.get("name")
 
@@ -158,6 +154,11 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
         request["content_type"] = info.content_type[:100]
     if ad_cookies:
         request["ad_cookies"] = ad_cookies
+    if not browser:  # the caller's own address and library, on record, not the visitor's
+        if info.ip:
+            request["ip"] = info.ip[:45]
+        if info.user_agent:
+            request["user_agent"] = info.user_agent[:512]
     if index is not None:
         request["batch_index"] = index
     if cut_user_agent:
@@ -183,7 +184,7 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
         "user_agent": user_agent,
         "page_url": page_url,
         "referrer": referrer,
-        "is_bot": is_bot(user_agent),
+        "is_bot": is_bot_ua(user_agent, info.bot_budget),
     }
 
     links = []

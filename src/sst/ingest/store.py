@@ -19,7 +19,7 @@ from sst.clock import from_db, iso, parse_time, utcnow
 from sst.dbcheck import UPGRADE_HINT, is_schema_error
 from sst.errors import SchemaBehindError, StorageRefusedError, StorageUnavailableError
 from sst.ingest.lean import store_single
-from sst.models import ClickId, Event, Link, RejectedPayload, Visitor, insert_ignore
+from sst.models import ClickId, Event, Link, RejectedPayload, UtmTouch, Visitor, insert_ignore
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ events_t = Event.__table__
 visitors_t = Visitor.__table__
 clicks_t = ClickId.__table__
 links_t = Link.__table__
+utm_touches_t = UtmTouch.__table__
 rejected_t = RejectedPayload.__table__
 
 
@@ -198,6 +199,15 @@ def _touch_visitor(conn, touch: Touch) -> None:
         _update_visitor(conn, touch, row)
     for param, value in touch.clicks.items():
         _upsert_click(conn, touch.anonymous_id, param, value, touch.at)
+    if touch.utm:
+        conn.execute(insert(utm_touches_t), {
+            "anonymous_id": touch.anonymous_id, "at": touch.at,
+            "utm_source": _short(touch.utm.get("utm_source")),
+            "utm_campaign": _short(touch.utm.get("utm_campaign")), "utm": touch.utm})
+
+
+def _short(value):
+    return value[:255] if isinstance(value, str) else None
 
 
 def _lock_visitor(conn, anonymous_id):

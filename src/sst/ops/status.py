@@ -67,6 +67,7 @@ def destination_status(state, window: timedelta) -> list[dict]:
                 "retrying": retrying.get(name, 0),
                 "p50_ms": percentile(conn, name, since, 0.5),
                 "p95_ms": percentile(conn, name, since, 0.95),
+                # Skips send no request, so they have no Track: the delivery keeps why.
                 "last_skip": latest[(name, "skipped")],
                 "last_failure": latest[(name, "failed")],
                 "last_error": None if last is None else {
