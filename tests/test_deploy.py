@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import json
 import runpy
 import shlex
 import socket
@@ -308,8 +309,12 @@ def test_nginx_passes_the_client_address_and_hides_a_forged_one(proxied):
                                 "X-Forwarded-For": "203.0.113.9"})
     assert status == 200, body
     with sqlite3.connect(proxied["db"]) as conn:
-        (ip,) = conn.execute("SELECT ip FROM events WHERE message_id = 'px-1'").fetchone()
-    assert ip == "127.0.0.1"  # the address nginx saw, not the client's X-Forwarded-For
+        ip, request = conn.execute(
+            "SELECT ip, request FROM events WHERE message_id = 'px-1'").fetchone()
+    # A server call: the caller's address is kept on record, not as the visitor's (contract
+    # §5); it is the address nginx saw, not the client's X-Forwarded-For.
+    assert ip is None
+    assert json.loads(request)["ip"] == "127.0.0.1"
 
 
 def slow_client(host: str, port: int, tls=None) -> socket.socket:

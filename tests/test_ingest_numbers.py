@@ -76,6 +76,19 @@ def test_a_long_user_agent_header_is_cut_on_record_not_silently(mysql_app):
               **{"User-Agent": ua})
     assert r.status_code == 200
     event = _events(mysql_app)["ua-1"]
+    # A server call: its header is the caller's, kept on record (contract §5), not the visitor's.
+    assert event.user_agent is None
+    assert event.request["user_agent"] == ua[:512]
+    assert event.request["user_agent_length"] == 1000
+
+
+def test_a_long_context_user_agent_is_cut_on_record_not_silently(mysql_app):
+    client = mysql_app.test_client()
+    ua = "Mozilla/5.0 " + "y" * 988
+    body = json.dumps({"event": "x", "userId": "u", "messageId": "ua-2",
+                       "context": {"userAgent": ua}})
+    assert _post(client, "/v1/track", body).status_code == 200
+    event = _events(mysql_app)["ua-2"]
     assert event.user_agent == ua[:512]
     assert event.request["user_agent_length"] == 1000
 

@@ -126,7 +126,7 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
     # The visitor's IP and user agent (contract §5): the message's context, else the
     # browser's own request; a backend's address and HTTP library are never the visitor's.
     browser = info.browser
-    context_ua = _context_str(context, "userAgent", 512)
+    context_ua = _context_str(context, "userAgent", None)  # cut below, on record
     ip = _context_str(context, "ip", 45) or (info.ip if browser else None)
     user_agent = visitor_user_agent(context_ua, info.user_agent, browser)
     cut_user_agent = None
@@ -159,6 +159,8 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
             request["ip"] = info.ip[:45]
         if info.user_agent:
             request["user_agent"] = info.user_agent[:512]
+            if len(info.user_agent) > 512:
+                cut_user_agent = len(info.user_agent)
     if index is not None:
         request["batch_index"] = index
     if cut_user_agent:
