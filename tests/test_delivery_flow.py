@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from sst.delivery.worker import run_worker
 from sst.extensions import db
-from sst.models import Delivery, Track
+from sst.models import Delivery, Exchange
 from support.apps import SERVER_KEY, make_mysql_app, truncate_all
 from support.stub_platform import Reply, StubPlatform
 
@@ -40,7 +40,7 @@ def test_event_reaches_webhook_once_with_signature(mysql_url, redis_url):
         with app.app_context():
             d = db.session.execute(select(Delivery)).scalar_one()
             assert (d.state, d.attempts) == ("succeeded", 1)
-            t = db.session.execute(select(Track)).scalar_one()
+            t = db.session.execute(select(Exchange)).scalar_one()
             assert (t.status, t.outcome, t.incoming_id) == (200, "success", d.event_id)
         run_worker(app, burst=True)  # nothing left to send
         assert len(stub.requests) == 1
@@ -58,8 +58,8 @@ def test_retry_then_success_keeps_event_id(mysql_url, redis_url):
         with app.app_context():
             d = db.session.execute(select(Delivery)).scalar_one()
             assert (d.state, d.attempts) == ("succeeded", 3)
-            attempts = db.session.execute(select(Track.attempt, Track.status)
-                                          .order_by(Track.id)).all()
+            attempts = db.session.execute(select(Exchange.attempt, Exchange.status)
+                                          .order_by(Exchange.id)).all()
             assert attempts == [(1, 500), (2, 503), (3, 200)]
 
 

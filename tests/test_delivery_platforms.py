@@ -133,7 +133,7 @@ def test_tiktok_error_code_in_a_200_body_is_permanent(mysql_url, redis_url):
 
 
 def test_the_ledger_and_admin_keep_no_reversible_hash(mysql_url, redis_url):
-    """M5: the platform gets SHA-256 of the phone, email and userId; the Track ledger and
+    """M5: the platform gets SHA-256 of the phone, email and userId; the Exchange ledger and
     /admin show keyed tags instead (an unsalted hash of a phone reverses in seconds)."""
     phone_hash = hashlib.sha256(b"16502530042").hexdigest()
     email_hash = hashlib.sha256(b"jane@example.com").hexdigest()

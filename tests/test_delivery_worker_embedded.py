@@ -8,7 +8,7 @@ from sst import create_app, migrate
 from sst.cli import main as sst_cli
 from sst.delivery.worker import run_inline, run_worker
 from sst.extensions import db
-from sst.models import Delivery, Track
+from sst.models import Delivery, Exchange
 from support.apps import SERVER_KEY, base_config
 from support.delivery import BROWSER_UA, webhook_dest
 from support.stub_platform import Reply, StubPlatform
@@ -56,7 +56,7 @@ def test_run_inline_delivers(app, stub):
     assert sorted(r.json()["messageId"] for r in stub.requests) == ["emb-1", "emb-2"]
     assert _deliveries(app) == [("succeeded", 1), ("succeeded", 1)]
     with app.app_context():
-        assert db.session.execute(select(Track.status)).scalars().all() == [200, 200]
+        assert db.session.execute(select(Exchange.status)).scalars().all() == [200, 200]
 
 
 def test_burst_worker_without_redis_runs_retries(app, stub):

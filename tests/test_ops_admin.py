@@ -219,12 +219,12 @@ def test_reconciliation_page_shows_each_platforms_answer_escaped(admin_client, a
     from sqlalchemy import insert
 
     from sst.clock import to_db, utcnow
-    from sst.models import Track
+    from sst.models import Exchange
 
     row = {"connector": "meta", "attempt": 1, "outcome": "success", "method": "POST",
            "url": "https://graph.test/", "status": 200, "created_at": to_db(utcnow())}
     with app.app_context(), db.engine.begin() as conn:
-        conn.execute(insert(Track.__table__), [
+        conn.execute(insert(Exchange.__table__), [
             {**row, "destination": "meta", "events_sent": 4, "events_accepted": 3,
              "events_rejected": 0, "platform_reasons": ["<script>alert(1)</script>"]},
             {**row, "destination": "ga4", "events_sent": 2, "events_accepted": None,

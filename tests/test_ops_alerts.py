@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from sst.clock import to_db
 from sst.errors import ConfigError
 from sst.extensions import db
-from sst.models import AlertState, Delivery, DestinationControl, Track
+from sst.models import AlertState, Delivery, DestinationControl, Exchange
 from sst.ops.alerts import alert_settings, check_alerts, run_alerts
 from support.apps import make_mysql_app, truncate_all
 from support.stub_platform import Reply, StubPlatform
@@ -237,7 +237,7 @@ def add_tracks(app, destination, sent, accepted, *, at=T0):
            "created_at": to_db(at), "events_sent": sent, "events_accepted": accepted,
            "events_rejected": 0}
     with app.app_context(), db.engine.begin() as conn:
-        conn.execute(insert(Track.__table__), [row])
+        conn.execute(insert(Exchange.__table__), [row])
 
 
 def test_low_acceptance_alerts_per_destination(app, hook):

@@ -18,7 +18,7 @@ from sst import create_app, migrate
 from sst.clock import to_db, utcnow
 from sst.extensions import db
 from sst.ingest import counters
-from sst.models import Delivery, Track
+from sst.models import Delivery, Exchange
 from support.apps import WRITE_KEY, base_config, make_mysql_app, truncate_all
 
 HOOK = {"name": "hook", "connector": "webhook", "url": "http://127.0.0.1:9/hook",
@@ -67,7 +67,7 @@ def add_tracks(app, outcomes_ms, destination="hook", created_at=None):
              "status": 200 if outcome == "success" else 500, "duration_ms": ms,
              "created_at": to_db(created_at or utcnow())} for outcome, ms in outcomes_ms]
     with app.app_context(), db.engine.begin() as conn:
-        conn.execute(insert(Track.__table__), rows)
+        conn.execute(insert(Exchange.__table__), rows)
 
 
 # --- ingest counters --------------------------------------------------------------------------

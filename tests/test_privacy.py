@@ -15,7 +15,7 @@ from sst.clock import to_db
 from sst.delivery.worker import run_worker
 from sst.extensions import db
 from sst.identity import people
-from sst.models import Delivery, Event, Person, RejectedPayload, Track, TrackItem
+from sst.models import Delivery, Event, Exchange, ExchangeItem, Person, RejectedPayload
 from support.apps import ORIGIN, SERVER_KEY, WRITE_KEY, make_mysql_app, truncate_all
 from support.stub_platform import Reply, StubPlatform
 
@@ -140,7 +140,7 @@ def test_forget_leaves_no_trace(mysql_url, redis_url, tmp_path):
     tables = {t for t, _, _ in before}
     assert {"events", "tracks", "visitors", "click_ids", "links", "persons",
             "rejected_payloads"} <= tables, tables
-    assert count(app, Person) == 1 and count(app, Track) >= 1
+    assert count(app, Person) == 1 and count(app, Exchange) >= 1
 
     runner = app.test_cli_runner()
     dry = runner.invoke(forget_cmd, ["--phone", PHONE])
@@ -162,9 +162,9 @@ def test_forget_leaves_no_trace(mysql_url, redis_url, tmp_path):
         left = db.session.execute(select(Event.message_id)).scalars().all()
         assert left == ["order-other"]  # the bystander keeps their event and delivery
         assert db.session.execute(select(Delivery.state)).scalars().all() == ["succeeded"]
-        other = db.session.execute(select(TrackItem)).scalars().all()
+        other = db.session.execute(select(ExchangeItem)).scalars().all()
         assert len(other) == 1
-        track = db.session.get(Track, other[0].track_id)
+        track = db.session.get(Exchange, other[0].track_id)
         assert doc["counts"]["tracks_anonymised"] >= 1  # the batch also carried Jane's purchase
         assert track.request_body is None
         record = db.session.execute(select(privacy.Erasure)).scalars().one()
@@ -191,19 +191,19 @@ def test_forget_by_anonymous_id_follows_the_graph(app):
         _post(app, "track", {"event": "Viewed", "anonymousId": device})
     _post(app, "track", {"event": "Viewed", "anonymousId": "stranger"})
     with app.app_context(), db.engine.begin() as conn:
-        # A request that carried only their event: the whole Track row goes.
+        # A request that carried only their event: the whole Exchange row goes.
         event_id = conn.execute(select(Event.id).where(Event.anonymous_id == "dev-a")).scalar()
-        tid = conn.execute(insert(Track.__table__), {
+        tid = conn.execute(insert(Exchange.__table__), {
             "destination": "meta", "connector": "meta", "attempt": 1, "outcome": "success",
             "method": "POST", "url": "https://graph.example/events", "created_at": _ago(0),
             "request_body": json.dumps({"ph": sha(E164.lstrip("+"))})}).inserted_primary_key[0]
-        conn.execute(insert(TrackItem.__table__), {"track_id": tid, "delivery_id": 0,
+        conn.execute(insert(ExchangeItem.__table__), {"track_id": tid, "delivery_id": 0,
                                                    "event_id": event_id})
     result = app.test_cli_runner().invoke(forget_cmd, ["--anonymous-id", "dev-b", "--yes"])
     assert result.exit_code == 0, result.output
     assert "tracks_deleted       1" in result.output
     assert scan(app, {"dev-a", "dev-b", user_id, E164, sha(E164.lstrip("+"))}) == []
-    assert count(app, Person) == 0 and count(app, Track) == 0 and count(app, TrackItem) == 0
+    assert count(app, Person) == 0 and count(app, Exchange) == 0 and count(app, ExchangeItem) == 0
     with app.app_context():
         assert db.session.execute(select(Event.anonymous_id)).scalars().all() == ["stranger"]
 
@@ -288,12 +288,12 @@ def seed_retention(app):
                 "created_at": _ago(0), "updated_at": _ago(0)})
         for name, days, event in (("t-new", 0, "e-new"), ("t-mid", 10, "e-new"),
                                   ("t-old", 100, "e-old")):
-            tid = conn.execute(insert(Track.__table__), {
+            tid = conn.execute(insert(Exchange.__table__), {
                 "destination": "meta", "connector": "meta", "attempt": 1,
                 "outcome": "success", "method": "POST", "url": f"https://x/{name}",
                 "request_body": '{"em": "hash"}', "response_body": '{"ok": 1}',
                 "created_at": _ago(days)}).inserted_primary_key[0]
-            conn.execute(insert(TrackItem.__table__), {"track_id": tid, "delivery_id": 0,
+            conn.execute(insert(ExchangeItem.__table__), {"track_id": tid, "delivery_id": 0,
                                                        "event_id": ids[event]})
         for name, days in (("r-new", 0), ("r-mid", 10), ("r-old", 20)):
             conn.execute(insert(RejectedPayload.__table__), {
@@ -320,17 +320,17 @@ def test_purge_plan_then_apply(any_app):
         plan = privacy.plan_purge(engine, POLICY)
         assert plan == {"track_bodies": 2, "rejected_bodies": 2, "tracks": 1, "events": 1,
                         "rejected_payloads": 1}
-        assert count(any_app, Track) == 3  # the plan changed nothing
+        assert count(any_app, Exchange) == 3  # the plan changed nothing
         done = privacy.purge(engine, POLICY, batch=1)
     assert done == plan
     with any_app.app_context():
-        tracks = {t.url[-5:]: t for t in db.session.execute(select(Track)).scalars()}
+        tracks = {t.url[-5:]: t for t in db.session.execute(select(Exchange)).scalars()}
         assert set(tracks) == {"t-new", "t-mid"}
         assert tracks["t-new"].request_body is not None
         assert tracks["t-mid"].request_body is None and tracks["t-mid"].response_body is None
         assert db.session.execute(select(Event.message_id)).scalars().all() == ["e-new"]
         assert count(any_app, Delivery) == 1
-        assert count(any_app, TrackItem) == 2  # t-old's item and e-old's items are gone
+        assert count(any_app, ExchangeItem) == 2  # t-old's item and e-old's items are gone
         rejected = {r.message: r for r in db.session.execute(select(RejectedPayload)).scalars()}
         assert set(rejected) == {"r-new", "r-mid"}
         assert rejected["r-mid"].body is None and rejected["r-new"].body is not None

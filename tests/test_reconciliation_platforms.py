@@ -1,6 +1,6 @@
 """Reconciliation for the platforms of issue #16 on MariaDB, Redis and a real RQ worker: each
 local stub answers as its platform does when it takes some of a batch and refuses the rest,
-and each Track records the platform's own count and words."""
+and each Exchange records the platform's own count and words."""
 
 from datetime import timedelta
 

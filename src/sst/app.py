@@ -80,7 +80,7 @@ class SstState:
 
     @cached_property
     def ledger_key(self) -> bytes:
-        """Key of the tags standing for hashed identifiers in the Track ledger (M5)."""
+        """Key of the tags standing for hashed identifiers in the Exchange ledger (M5)."""
         from sst.identity.crypto import derive_key
 
         return derive_key(str(self.app.config["SECRET_KEY"]), "sst ledger identifier tags")

@@ -201,8 +201,11 @@ class Delivery(db.Model):
     )
 
 
-class Track(db.Model):
-    """One outgoing HTTP request and its answer (secrets masked): the delivery ledger."""
+class Exchange(db.Model):
+    """One outgoing HTTP request and its answer (secrets masked): the delivery ledger.
+
+    Named for what it is; the table keeps its old name, `tracks` (`sst tracks` lists it), so
+    no data moves. "Track" elsewhere means Segment's track call."""
 
     __tablename__ = "tracks"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -247,8 +250,8 @@ class DestinationControl(db.Model):
     updated_at: Mapped[object] = mapped_column(Timestamp)
 
 
-class TrackItem(db.Model):
-    """Which deliveries one Track's request carried (a batch request carries many)."""
+class ExchangeItem(db.Model):
+    """Which deliveries one Exchange's request carried (a batch request carries many)."""
 
     __tablename__ = "track_items"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -2,16 +2,16 @@
 
 forget: the person is everything the identity graph joins to the selector: the verified
 Person, its userId, every anonymous id linked to it (links, and events that carry both an
-anonymousId and a userId). Their events go with their deliveries and track items; a Track
+anonymousId and a userId). Their events go with their deliveries and track items; a Exchange
 (outgoing request) that carried only their events is deleted, one that also carried other
 people's events loses its request body and has their identifiers scrubbed from its answer.
 Visitors, click ids, links, the Person row, live OTP codes and refused payloads that name
 them go too. What is kept is an Erasure row: kind of selector, times, operator and counts,
 never the selector (even a hash of a phone number is personal data under the GDPR).
 
-purge: retention from config (app.config["RETENTION"]): bodies_days (Track request and
+purge: retention from config (app.config["RETENTION"]): bodies_days (Exchange request and
 answer bodies, refused payload bodies), events_days (events with their deliveries and
-track items), rejected_days (refused payloads), tracks_days (Track rows and their items).
+track items), rejected_days (refused payloads), tracks_days (Exchange rows and their items).
 
 Both work in small batches, each its own short transaction, so no lock is held for long
 and a run cut short can simply be run again.
@@ -37,13 +37,13 @@ from sst.models import (
     Delivery,
     Erasure,
     Event,
+    Exchange,
+    ExchangeItem,
     Link,
     OtpCode,
     Person,
     RejectedPayload,
     Replay,
-    Track,
-    TrackItem,
     UtmTouch,
     Visitor,
 )
@@ -58,8 +58,8 @@ RETENTION_KEYS = ("bodies_days", "events_days", "rejected_days", "tracks_days")
 
 events_t = Event.__table__
 deliveries_t = Delivery.__table__
-tracks_t = Track.__table__
-items_t = TrackItem.__table__
+tracks_t = Exchange.__table__
+items_t = ExchangeItem.__table__
 visitors_t = Visitor.__table__
 clicks_t = ClickId.__table__
 utm_t = UtmTouch.__table__
@@ -512,7 +512,7 @@ def purge(engine, policy: dict, *, now=None, pause: float = 0.0, progress=None,
 
 
 def _delete_events(conn, ids) -> int:
-    """Events with their deliveries and track items (the Track rows follow tracks_days)."""
+    """Events with their deliveries and track items (the Exchange rows follow tracks_days)."""
     conn.execute(delete(items_t).where(items_t.c.event_id.in_(ids)))
     conn.execute(delete(deliveries_t).where(deliveries_t.c.event_id.in_(ids)))
     return conn.execute(delete(events_t).where(events_t.c.id.in_(ids))).rowcount

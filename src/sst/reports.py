@@ -46,11 +46,11 @@ from sqlalchemy import (
 from sst.clock import iso, to_db
 from sst.identity.clicks import CLICK_ID_PLATFORM
 from sst.identity.people import PERSON_LINKS
-from sst.models import ClickId, Delivery, Event, Link, Person, Track, UtmTouch, Visitor
+from sst.models import ClickId, Delivery, Event, Exchange, Link, Person, UtmTouch, Visitor
 
 events_t = Event.__table__
 deliveries_t = Delivery.__table__
-tracks_t = Track.__table__
+tracks_t = Exchange.__table__
 clicks_t = ClickId.__table__
 links_t = Link.__table__
 persons_t = Person.__table__

@@ -131,7 +131,7 @@ def secrets_of(platform: Platform) -> list[str]:
 
 
 def assert_masked(platform: Platform, exchanges) -> None:
-    """No secret, plain or URL-quoted, in anything a Track row would record."""
+    """No secret, plain or URL-quoted, in anything an Exchange row would record."""
     for ex in exchanges:
         blob = json.dumps([ex.url, ex.request_headers, ex.request_body, ex.response_headers,
                            ex.response_body, ex.error_message])

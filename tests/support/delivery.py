@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from sst.extensions import db
-from sst.models import Delivery, Track
+from sst.models import Delivery, Exchange
 from support.apps import SERVER_KEY, base_config, make_mysql_app, truncate_all
 
 SST_BIN = Path(sys.executable).parent / "sst"
@@ -86,7 +86,7 @@ def deliveries(app):
 
 def tracks(app):
     with app.app_context():
-        rows = db.session.execute(select(Track).order_by(Track.id)).scalars().all()
+        rows = db.session.execute(select(Exchange).order_by(Exchange.id)).scalars().all()
         db.session.expunge_all()
         return rows
 

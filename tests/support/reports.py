@@ -16,10 +16,10 @@ from sst.models import (
     ClickId,
     Delivery,
     Event,
+    Exchange,
+    ExchangeItem,
     Link,
     Person,
-    Track,
-    TrackItem,
     UtmTouch,
     Visitor,
 )
@@ -166,7 +166,7 @@ def load(engine) -> None:
              "last_error": ERROR_BODY if state == "failed" else None}
             for i, e, dest, state in DELIVERIES])
         event_of = {d[0]: d[1] for d in DELIVERIES}
-        conn.execute(insert(Track.__table__), [
+        conn.execute(insert(Exchange.__table__), [
             {"id": i, "delivery_id": items[0], "incoming_id": event_of[items[0]],
              "destination": dest, "connector": dest, "attempt": 1, "outcome": outcome,
              "method": "POST", "url": f"https://{dest}.invalid/events",
@@ -178,6 +178,6 @@ def load(engine) -> None:
              "error_message": "read timed out" if status is None else None,
              "duration_ms": ms, "created_at": at}
             for i, dest, outcome, status, ms, at, items in TRACKS])
-        conn.execute(insert(TrackItem.__table__), [
+        conn.execute(insert(ExchangeItem.__table__), [
             {"track_id": i, "delivery_id": d, "event_id": event_of[d]}
             for i, *_rest, items in TRACKS for d in items])

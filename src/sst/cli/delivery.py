@@ -74,19 +74,19 @@ def tracks(event_ref, destination, limit, as_json, bodies):
     from sst.clock import iso
     from sst.extensions import db
     from sst.jsonutil import dumps
-    from sst.models import Delivery, Event, Track, TrackItem
+    from sst.models import Delivery, Event, Exchange, ExchangeItem
 
-    q = select(Track).order_by(Track.id.desc()).limit(limit)
+    q = select(Exchange).order_by(Exchange.id.desc()).limit(limit)
     skips = (select(Delivery, Event.message_id).join(Event, Event.id == Delivery.event_id)
              .where(Delivery.state == "skipped").order_by(Delivery.id.desc()).limit(limit))
     if event_ref:
         ids = select(Event.id).where(or_(Event.message_id == event_ref,
                                          Event.id == (int(event_ref) if event_ref.isdigit()
                                                       else -1)))
-        q = q.where(Track.id.in_(select(TrackItem.track_id).where(TrackItem.event_id.in_(ids))))
+        q = q.where(Exchange.id.in_(select(ExchangeItem.track_id).where(ExchangeItem.event_id.in_(ids))))
         skips = skips.where(Delivery.event_id.in_(ids))
     if destination:
-        q = q.where(Track.destination == destination)
+        q = q.where(Exchange.destination == destination)
         skips = skips.where(Delivery.destination == destination)
     rows = [(t.created_at, "track", t) for t in db.session.execute(q).scalars()]
     # A delivery skipped at send time (too old at the worker) may also have Tracks of its

@@ -22,7 +22,7 @@ from sst.cli.common import SETUP, app_state, default_region, fail, failures_exit
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def forget(phone, user_id, anonymous_id, yes, dry_run, pause, as_json):
-    """Erase a person: events, visitors, links, OTP codes, Track bodies (GDPR Art. 17).
+    """Erase a person: events, visitors, links, OTP codes, Exchange bodies (GDPR Art. 17).
 
     Without --yes this is a dry run. An erasure record with counts only is kept.
     """
@@ -64,7 +64,7 @@ def forget(phone, user_id, anonymous_id, yes, dry_run, pause, as_json):
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def purge(yes, dry_run, batch_size, pause, as_json):
-    """Apply [retention]: drop old bodies, events, refused payloads and Track rows."""
+    """Apply [retention]: drop old bodies, events, refused payloads and Exchange rows."""
     from sst import privacy
     from sst.jsonutil import dumps
 

@@ -83,7 +83,7 @@ class Acknowledgement:
 
 @dataclass
 class HttpExchange:
-    """One outgoing HTTP request and its answer, secrets masked: what a Track row records."""
+    """One outgoing HTTP request and its answer, secrets masked: what an Exchange row records."""
 
     method: str
     url: str

@@ -87,7 +87,7 @@ class XAdsConnector(Connector):
                f"{quote(s['pixel_id'], safe='')}")
         return [
             # The real Authorization is signed as the request goes out (send_request); this
-            # stand-in shows in previews as the "OAuth ***" a Track records.
+            # stand-in shows in previews as the "OAuth ***" a Exchange records.
             OutgoingRequest("POST", url, {"Content-Type": "application/json",
                                           "Authorization": UNSIGNED},
                             dumps({"conversions": [self.conversion(e) for e in batch]}),

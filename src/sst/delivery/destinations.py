@@ -55,7 +55,7 @@ class Destination:
     def platform_event(self, kind: str, name: str | None) -> str | None:
         """The platform's name for this event, or None when the destination does not take it.
 
-        Track calls match on their event name, other calls on "$page", "$screen"...;
+        Exchange calls match on their event name, other calls on "$page", "$screen"...;
         "*" matches everything; a value of "*" keeps the event's own name.
         """
         key = name if kind == "track" else CALL_KEYS.get(kind)

@@ -15,7 +15,7 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 
 from sst.clock import to_db, utcnow
-from sst.models import Delivery, DestinationControl, Track
+from sst.models import Delivery, DestinationControl, Exchange
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ def sweep(state, job_alive=None) -> dict:
                                  updated_at=to_db(now)))
             counts["sending"] = len(stuck)
             # Their requests were recorded before they went out (L3); no answer will come.
-            t = Track.__table__.c
-            conn.execute(update(Track.__table__).where(
+            t = Exchange.__table__.c
+            conn.execute(update(Exchange.__table__).where(
                 t.delivery_id.in_(stuck), t.outcome == "sending").values(
                 outcome="unknown", error_message="the worker stopped before the answer was "
                 "recorded; the platform may have received the request"))

@@ -4,7 +4,7 @@ why a destination would skip it, without sending anything.
 It runs what a worker runs up to the wire: the delivery rows the fan-out wrote (their
 consent and bot decisions), `build_event_data` (the identity graph as it is now), the
 connector's age and skip rules and its pure `build_requests`. Secrets are masked as they are
-in the Track ledger. Headers a connector adds only at send time (an OAuth access token) are
+in the Exchange ledger. Headers a connector adds only at send time (an OAuth access token) are
 not shown.
 """
 
@@ -99,7 +99,7 @@ def _one(state, dest, ev, delivery, now) -> Preview:
 
 
 def shown_requests(connector, built) -> list[dict]:
-    """Requests as an operator may see them: secrets masked as in the Track ledger."""
+    """Requests as an operator may see them: secrets masked as in the Exchange ledger."""
     return [{"method": r.method, "url": connector.mask(r.url),
              "headers": connector.mask_headers(r.headers), "body": connector.mask(r.body)}
             for r in built]

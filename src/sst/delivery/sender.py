@@ -1,4 +1,4 @@
-"""Send claimed deliveries through their connector and record every request as a Track.
+"""Send claimed deliveries through their connector and record every request as a Exchange.
 
 Exactly one successful request per delivery when nothing crashes: a worker first claims
 rows (a compare-and-set on state), so a repeated job, a sweep or a second worker finds
@@ -21,13 +21,13 @@ from sst.clock import from_db, to_db, utcnow
 from sst.connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, UNSENT, Outcome
 from sst.delivery.event_data import build_event_data
 from sst.logs import log_delivery
-from sst.models import Delivery, DestinationControl, Event, Track, TrackItem
+from sst.models import Delivery, DestinationControl, Event, Exchange, ExchangeItem
 
 logger = logging.getLogger(__name__)
 
 deliveries_t = Delivery.__table__
-tracks_t = Track.__table__
-items_t = TrackItem.__table__
+tracks_t = Exchange.__table__
+items_t = ExchangeItem.__table__
 CLAIMABLE = ("pending", "queued")
 SENDING_MARGIN = timedelta(seconds=60)  # a claim outlives the request timeout by this much
 LEASE_RENEW = 30.0  # seconds between renewals of a running job's hold on its waiting rows
@@ -177,11 +177,11 @@ def _send_group(state, dest, connector, claimed, result) -> None:
     _record(state.engine, dest, connector, claimed, outcomes, exchanges, result)
 
 
-IN_FLIGHT = "sending"  # outcome of a Track whose answer is not recorded yet
+IN_FLIGHT = "sending"  # outcome of a Exchange whose answer is not recorded yet
 
 
 def _record_in_flight(engine, dest, by_id, id_of, req, exch) -> int | None:
-    """Write the Track of a request before it goes out (L3): a worker killed while the
+    """Write the Exchange of a request before it goes out (L3): a worker killed while the
     platform answers leaves the request in the ledger (outcome "sending"; sweep marks it
     "unknown"), not a request that happened with no trace. _record fills in the answer."""
     ids = [id_of[m] for m in req.message_ids if m in id_of]
@@ -221,7 +221,7 @@ def distinct_message_ids(rows: list[dict], events: dict) -> list[list[dict]]:
 
 
 def reconciliation(exch, outcomes: list[Outcome], confirms_acceptance: bool) -> dict:
-    """The Track's reconciliation columns: what the platform did with the request's events.
+    """The Exchange's reconciliation columns: what the platform did with the request's events.
 
     Its own count where its answer gives one (Meta's events_received), else the per-event
     outcomes: successes count as accepted where a success means acceptance, refusals as
@@ -325,7 +325,7 @@ def _record(engine, dest, connector, claimed, outcomes, exchanges, result) -> No
 
 
 def _insert_tracks(conn, rows: list[dict]) -> list[int]:
-    """Insert Track rows, return their ids in order (one statement where RETURNING exists)."""
+    """Insert Exchange rows, return their ids in order (one statement where RETURNING exists)."""
     if not rows:
         return []
     if conn.dialect.insert_returning and len(rows) > 1:

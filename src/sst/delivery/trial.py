@@ -2,7 +2,7 @@
 asked, one request in the platform's test mode with the platform's verdict.
 
 The payload is what a worker would send: the connector's own skip rules and its pure
-`build_requests`, secrets masked as in the Track ledger (as `sst preview` shows them, see
+`build_requests`, secrets masked as in the Exchange ledger (as `sst preview` shows them, see
 sst.delivery.preview). Sending goes through `Connector.send`, the workers' loop, with the
 connector's test-mode setting switched on, so nothing reaches reports or attribution.
 """

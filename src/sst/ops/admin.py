@@ -20,7 +20,7 @@ from sst.clock import iso, parse_relative, utcnow
 from sst.config import MIN_ADMIN_TOKEN_LEN, admin_settings
 from sst.extensions import state as current_state
 from sst.identity.hashing import mask_hashes
-from sst.models import Delivery, Event, Track, TrackItem
+from sst.models import Delivery, Event, Exchange, ExchangeItem
 from sst.ops import charts
 from sst.ops.status import delivery_backlog, destination_status
 
@@ -152,9 +152,9 @@ def status():
 def failures():
     """The latest requests that did not succeed, with the (masked) request and the answer,
     each linked to its event."""
-    t, e = Track.__table__.c, Event.__table__.c
+    t, e = Exchange.__table__.c, Event.__table__.c
     destination = request.args.get("destination") or None
-    q = (select(Track.__table__, e.message_id.label("message_id"))
+    q = (select(Exchange.__table__, e.message_id.label("message_id"))
          .outerjoin(Event.__table__, e.id == t.incoming_id)
          .where(t.outcome != "success").order_by(t.id.desc()).limit(50))
     if destination:
@@ -185,8 +185,8 @@ def event_lookup():
     query = (request.args.get("q") or request.args.get("message_id") or "").strip()
     found = []
     if query:
-        e, d, t, ti = (Event.__table__, Delivery.__table__, Track.__table__,
-                       TrackItem.__table__)
+        e, d, t, ti = (Event.__table__, Delivery.__table__, Exchange.__table__,
+                       ExchangeItem.__table__)
         with current_state().engine.connect() as conn:
             for ev in conn.execute(select(e).where(or_(
                     e.c.message_id == query, e.c.user_id == query,

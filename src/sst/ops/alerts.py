@@ -7,7 +7,7 @@ Three checks, from the database, so every worker sees the same thing:
 - queue age: how long the oldest due delivery (pending or queued, its next attempt in the
   past) has waited. Paused destinations hold their deliveries on purpose and are left out;
 - acceptance, per destination: of the events a platform gave a final answer for in the last
-  `window_seconds`, the share it says it accepted (Track reconciliation columns), once at
+  `window_seconds`, the share it says it accepted (Exchange reconciliation columns), once at
   least `min_deliveries` were sent, below `acceptance_below`.
 
 Each alert (a key such as ``failure_rate:meta``) is posted at most once per window, however
@@ -37,7 +37,7 @@ from sst.clock import from_db, to_db, utcnow
 from sst.config import resolve_env_refs
 from sst.delivery.outbox import paused_destinations
 from sst.errors import ConfigError
-from sst.models import AlertState, Delivery, Track
+from sst.models import AlertState, Delivery, Exchange
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ WAITING = ("pending", "queued")
 
 alert_state_t = AlertState.__table__
 deliveries_t = Delivery.__table__
-tracks_t = Track.__table__
+tracks_t = Exchange.__table__
 
 
 class AlertsSchema(Schema):

@@ -14,7 +14,7 @@ Two kinds of numbers:
   last 5 minutes; those gauges are meant to be read as they are, not through rate():
   ``sst_deliveries{destination, state}`` (deliveries not finished: pending, queued, sending),
   ``sst_deliveries_finished_5m{destination, state}``, ``sst_delivery_requests_5m{destination,
-  outcome}`` (Track rows: success, retryable, permanent, auth),
+  outcome}`` (Exchange rows: success, retryable, permanent, auth),
   ``sst_delivery_latency_seconds_5m{destination, quantile}`` (0.5 and 0.95 of the request
   durations), ``sst_delivery_oldest_waiting_seconds`` (paused destinations left out),
   ``sst_destination_paused{destination}``, ``sst_database_up``, and with ``SST_REDIS_URL``
@@ -45,7 +45,7 @@ from sst.delivery.outbox import paused_destinations
 from sst.errors import ApiError
 from sst.extensions import state as current_state
 from sst.ingest.counters import INGEST
-from sst.models import Delivery, Track
+from sst.models import Delivery, Exchange
 from sst.ops.alerts import finished_counts, oldest_waiting
 from sst.ops.status import percentile, queue_stats
 
@@ -88,7 +88,7 @@ class DeliveryCollector:
 
     def _database(self) -> list:
         since = self.now - WINDOW
-        d, t = Delivery.__table__.c, Track.__table__.c
+        d, t = Delivery.__table__.c, Exchange.__table__.c
         configured = sorted(self.state.destinations)
         with self.state.engine.connect() as conn:
             open_counts = {(dest, st): n for dest, st, n in conn.execute(

@@ -7,11 +7,11 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from sst.clock import iso, to_db, utcnow
-from sst.models import Delivery, Track
+from sst.models import Delivery, Exchange
 from sst.reports import nearest_rank
 
 deliveries_t = Delivery.__table__
-tracks_t = Track.__table__
+tracks_t = Exchange.__table__
 
 
 def percentile(conn, destination, since, p) -> float | None:
@@ -67,7 +67,7 @@ def destination_status(state, window: timedelta) -> list[dict]:
                 "retrying": retrying.get(name, 0),
                 "p50_ms": percentile(conn, name, since, 0.5),
                 "p95_ms": percentile(conn, name, since, 0.95),
-                # Skips send no request, so they have no Track: the delivery keeps why.
+                # Skips send no request, so they have no Exchange: the delivery keeps why.
                 "last_skip": latest[(name, "skipped")],
                 "last_failure": latest[(name, "failed")],
                 "last_error": None if last is None else {

@@ -4,7 +4,7 @@ Revision ID: 0008
 Revises: 0006
 Create Date: 2026-12-06 08:00:00.000000
 
-Per Track (one outgoing request): how many events it carried, how many the platform
+Per Exchange (one outgoing request): how many events it carried, how many the platform
 accepted and rejected (by its own count where it gives one, else from the per-event
 outcomes), the platform's request id and its reasons. `sst report reconciliation` and
 /admin/reconciliation sum them per destination and day.
