@@ -1,9 +1,15 @@
-"""The relay (pending deliveries -> jobs) and the sweep (lost deliveries -> pending).
+"""The fan-out (marked events -> deliveries), the relay (pending deliveries -> jobs) and the
+sweep (lost deliveries -> pending).
 
-The Delivery table is the outbox and the record. Ingest never talks to Redis: the relay
-polls due rows, marks them queued and enqueues one job per group of a destination, so one
-job amortises RQ's per-job cost over many deliveries and batches form under load while a
-lone event waits at most one poll interval.
+The event row is the outbox of its deliveries: ingest commits each event with `fanout = 1`
+in one INSERT and answers; fan_out() turns a batch of marked events into delivery rows and
+clears the mark in one transaction, so an event committed without its deliveries is found
+by the next pass (after a crash too) and never lost, and never fanned out twice (the
+deliveries' unique key on event and destination). The Delivery table is then the record
+and the queue: the relay polls due rows, marks them queued and enqueues one job per group
+of a destination, so one job amortises RQ's per-job cost over many deliveries and batches
+form under load while a lone event waits at most one poll interval. Ingest never talks
+to Redis.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 
 from sst.clock import to_db, utcnow
-from sst.models import Delivery, DestinationControl
+from sst.models import Delivery, DestinationControl, Event, insert_ignore
 
 logger = logging.getLogger(__name__)
 
 deliveries_t = Delivery.__table__
+events_t = Event.__table__
+FANOUT_BATCH = 1000  # events per fan-out transaction
 QUEUED_GRACE = timedelta(seconds=30)  # a queued row younger than this is not checked yet
 JOB_GROUP_MAX = 200  # deliveries per job for one-event-per-request connectors
 
@@ -42,9 +50,49 @@ def paused_destinations(conn) -> set:
                                        .where(DestinationControl.paused.is_(True))).all()}
 
 
+def fan_out(state, limit: int = FANOUT_BATCH) -> int:
+    """Make the deliveries of up to `limit` marked events and clear their mark, in one
+    transaction. Returns how many events it fanned out.
+
+    READ COMMITTED: the locking read takes no gap locks, so ingest's INSERTs of new marked
+    events never wait on it; SKIP LOCKED lets two relays share the work."""
+    e = events_t.c
+    fan = state.fanout
+    engine = state.engine
+    options = ({"isolation_level": "READ COMMITTED"}
+               if engine.dialect.name in ("mysql", "mariadb") else {})
+    cols = [e.id, e.type, e.event, e.is_bot, e.event_time, e.received_at]
+    if fan is not None and fan.needs_message:
+        cols.append(e.message)
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        events = conn.execute(select(*cols).where(e.fanout == 1).order_by(e.id).limit(limit)
+                              .with_for_update(skip_locked=True)).all()
+        if not events:
+            return 0
+        rows = [r for ev in events for r in fan.rows(ev._mapping)] if fan is not None else []
+        if rows:
+            conn.execute(insert_ignore(deliveries_t), rows)
+        conn.execute(update(events_t).where(e.id.in_([ev.id for ev in events]))
+                     .values(fanout=None))
+    return len(events)
+
+
+def fan_out_all(state) -> int:
+    """fan_out() until no marked event is left (tests, `sst relay`, bursts)."""
+    total = 0
+    while True:
+        n = fan_out(state)
+        total += n
+        if n < FANOUT_BATCH:
+            return total
+
+
 def relay(state, enqueue, limit: int = 2000) -> int:
-    """Move due pending deliveries to jobs. `enqueue(destination, ids, job_id)` may raise:
-    then the transaction rolls back and the rows stay pending. Returns how many moved."""
+    """Fan marked events out, then move due pending deliveries to jobs.
+    `enqueue(destination, ids, job_id)` may raise: then the transaction rolls back and the
+    rows stay pending. Returns how many moved (deliveries enqueued plus events fanned out,
+    so that a caller looping while there is work does not sleep while events wait)."""
+    fanned = fan_out(state)
     d = deliveries_t.c
     now = utcnow()
     with state.engine.begin() as conn:
@@ -60,7 +108,7 @@ def relay(state, enqueue, limit: int = 2000) -> int:
         for r in rows:
             groups.setdefault(r.destination, []).append((r.id, r.attempts))
         moved = enqueue_groups(state, conn, groups, enqueue, now)
-    return moved
+    return moved + fanned
 
 
 def enqueue_groups(state, conn, groups: dict, enqueue, now, extra_values=None) -> int:
@@ -128,14 +176,17 @@ def sweep(state, job_alive=None) -> dict:
 
 
 def pending_due(state) -> int:
+    """Deliveries due or queued, plus events not fanned out yet (each owes at least one)."""
     d = deliveries_t.c
     from sqlalchemy import func
 
     with state.engine.connect() as conn:
+        waiting = conn.execute(select(func.count()).select_from(events_t)
+                               .where(events_t.c.fanout == 1)).scalar() or 0
         paused = paused_destinations(conn)
         q = select(func.count()).select_from(deliveries_t).where(
             or_(and_(d.state == "pending", d.next_attempt_at <= to_db(utcnow())),
                 d.state == "queued"))
         if paused:
             q = q.where(d.destination.not_in(paused))
-        return conn.execute(q).scalar() or 0
+        return (conn.execute(q).scalar() or 0) + waiting
