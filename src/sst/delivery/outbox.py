@@ -87,12 +87,16 @@ def fan_out_all(state) -> int:
             return total
 
 
+FANOUT_ROUNDS = 5  # fan-out batches per relay pass, at most
+
+
 def relay(state, enqueue, limit: int = 2000) -> int:
     """Fan marked events out, then move due pending deliveries to jobs.
     `enqueue(destination, ids, job_id)` may raise: then the transaction rolls back and the
-    rows stay pending. Returns how many moved (deliveries enqueued plus events fanned out,
-    so that a caller looping while there is work does not sleep while events wait)."""
-    fanned = fan_out(state)
+    rows stay pending. Returns how many deliveries moved."""
+    for _ in range(FANOUT_ROUNDS):
+        if fan_out(state) < FANOUT_BATCH:
+            break
     d = deliveries_t.c
     now = utcnow()
     with state.engine.begin() as conn:
@@ -108,7 +112,7 @@ def relay(state, enqueue, limit: int = 2000) -> int:
         for r in rows:
             groups.setdefault(r.destination, []).append((r.id, r.attempts))
         moved = enqueue_groups(state, conn, groups, enqueue, now)
-    return moved + fanned
+    return moved
 
 
 def enqueue_groups(state, conn, groups: dict, enqueue, now, extra_values=None) -> int:
