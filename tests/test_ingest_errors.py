@@ -322,37 +322,43 @@ def test_bad_input_is_still_a_4xx_when_the_database_is_down(down_client):
     assert_error(down_client.post("/v1/track", json=track()), 401, "missing_write_key")
 
 
-def test_a_failure_mid_batch_writes_nothing(mysql_app, mysql_client):
+def test_a_failure_mid_batch_writes_nothing(mysql_app, mysql_client, monkeypatch):
+    from sst.ingest import store
+
     calls = []
+    touch_visitor = store._touch_visitor
 
-    def fail_on_second(conn, item, event_id):
-        calls.append(item.row["message_id"])
+    def fail_on_second(conn, touch):
+        calls.append(touch.anonymous_id)
         if len(calls) == 2:
-            raise OperationalError("INSERT INTO deliveries ...", {}, Exception("server gone"))
+            raise OperationalError("UPDATE visitors ...", {}, Exception("server gone"))
+        touch_visitor(conn, touch)
 
-    mysql_app.extensions["sst"].on_insert = fail_on_second
-    batch = [{**track(f"m-{i}"), "type": "track", "anonymousId": "v-1",
+    monkeypatch.setattr(store, "_touch_visitor", fail_on_second)
+    batch = [{**track(f"m-{i}"), "type": "track", "anonymousId": f"v-{i}",
               "context": {"page": {"url": "https://x.test/?gclid=G1"}}} for i in range(3)]
     r = mysql_client.post("/v1/batch", json={"batch": batch}, headers=basic())
     assert_error(r, 503, "storage_unavailable")
-    assert calls == ["m-0", "m-1"]
+    assert calls == ["v-0", "v-1"]
     from sst.models import ClickId, Link, Visitor
 
     for model in (Event, Visitor, ClickId, Link):
         assert rows(mysql_app, model) == [], model
 
 
-def test_a_retry_after_the_failure_stores_everything_once(mysql_app, mysql_client):
-    state = mysql_app.extensions["sst"]
+def test_a_retry_after_the_failure_stores_everything_once(mysql_app, mysql_client,
+                                                        monkeypatch):
+    from sst.ingest import store
 
-    def fail(conn, item, event_id):
+    def fail(conn, touch):
         raise OperationalError("INSERT ...", {}, Exception("server gone"))
 
-    batch = [{**track(f"m-{i}"), "type": "track"} for i in range(3)]
-    state.on_insert = fail
+    batch = [{**track(f"m-{i}"), "type": "track", "anonymousId": "v-1",
+              "context": {"page": {"url": "https://x.test/?gclid=G1"}}} for i in range(3)]
+    monkeypatch.setattr(store, "_touch_visitor", fail)
     assert mysql_client.post("/v1/batch", json={"batch": batch}, headers=basic()).status_code \
         == 503
-    state.on_insert = None
+    monkeypatch.undo()
     for _ in range(2):
         assert mysql_client.post("/v1/batch", json={"batch": batch},
                                  headers=basic()).status_code == 200

@@ -39,8 +39,7 @@ def test_lean_insert_matches_the_transaction_and_dedupes(mysql_app):
     engine = mysql_app.extensions["sst"].engine
     assert storage.store_events(engine, [_event("lean")]) == [True]
     assert storage.store_events(engine, [_event("lean")]) == [False]
-    # on_insert forces the transactional path
-    assert storage.store_events(engine, [_event("tx")], on_insert=lambda *a: None) == [True]
+    assert storage.store_in_transaction(engine, [_event("tx")]) == [True]
     with mysql_app.app_context(), db.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(
             text("SELECT * FROM events ORDER BY id"))]
@@ -99,7 +98,7 @@ def test_lean_insert_escapes_like_the_driver(mysql_app, caplog):
     caplog.set_level(logging.DEBUG, logger="sst.ingest.store")
     assert storage.store_events(engine, [lean]) == [True]
     assert "lean insert failed" not in caplog.text  # the SQL text itself was accepted
-    assert storage.store_events(engine, [tx], on_insert=lambda *a: None) == [True]
+    assert storage.store_in_transaction(engine, [tx]) == [True]
     assert storage.store_events(engine, [_nasty("same")]) == [False]  # the lean path dedupes
     stored_lean, stored_tx = _rows(mysql_app)
     assert stored_lean.pop("source") == "server" and stored_tx.pop("source") == "other"
@@ -124,3 +123,58 @@ def test_lean_insert_under_no_backslash_escapes(mysql_app, caplog):
     (row,) = [r for r in _rows(mysql_app) if r["message_id"] == "nbe"]
     assert row["user_agent"] == "UA " + NASTY
     assert json.loads(row["message"])["properties"]["text"] == NASTY
+
+
+# --- many events in one statement (a server SDK's /v1/batch) --------------------------------
+
+
+def test_a_batch_is_one_multi_row_insert_that_stores_what_the_transaction_stores(mysql_app):
+    engine = mysql_app.extensions["sst"].engine
+    batch = [_nasty(f"b-{i}") for i in range(5)]
+    assert storage.store_events(engine, batch) == [True] * 5
+    tx = [_nasty(f"b-{i}") for i in range(5)]
+    for item in tx:
+        item.row["source"] = "other"
+    assert storage.store_in_transaction(engine, tx) == [True] * 5
+    stored = _rows(mysql_app)
+    assert len(stored) == 10
+    by_source = {}
+    for row in stored:
+        by_source.setdefault(row.pop("source"), []).append(row)
+    assert by_source["server"] == by_source["other"]
+
+
+def test_a_batch_with_duplicates_tells_which_were_new(mysql_app):
+    """The multi-row insert cannot tell which rows were duplicates: it is rolled back and the
+    row-by-row path answers, storing each event once."""
+    engine = mysql_app.extensions["sst"].engine
+    assert storage.store_events(engine, [_event("d-1"), _event("d-2")]) == [True, True]
+    again = [_event("d-0"), _event("d-1"), _event("d-3"), _event("d-3")]
+    assert storage.store_events(engine, again) == [True, False, True, False]
+    with mysql_app.app_context(), db.engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(text("SELECT message_id FROM events ORDER BY 1"))]
+    assert ids == ["d-0", "d-1", "d-2", "d-3"]
+
+
+def test_a_batch_with_a_touch_takes_one_transaction_with_one_insert(mysql_app):
+    """Browser batches carry visitor touches: events go in one multi-row INSERT inside the
+    transaction that also writes the visitor, and duplicates still fall back row by row."""
+    engine = mysql_app.extensions["sst"].engine
+    items = [_event(f"v-{i}") for i in range(3)]
+    items[1].touch = storage.Touch(anonymous_id="a-1", source="server",
+                                   at=items[1].row["event_time"], clicks={"gclid": "G1"})
+    assert storage.store_events(engine, items) == [True] * 3
+    assert storage.store_events(engine, [_event("v-1"), items[1]]) == [False, False]
+    with mysql_app.app_context(), db.engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM events")).scalar() == 3
+        assert conn.execute(text("SELECT value FROM click_ids")).scalars().all() == ["G1"]
+
+
+def test_a_marked_batch_carries_the_fanout_mark(mysql_app):
+    engine = mysql_app.extensions["sst"].engine
+    assert storage.store_events(engine, [_event("f-1"), _event("f-2")], fanout=True) == [True] * 2
+    assert storage.store_events(engine, [_event("f-3")], fanout=True) == [True]
+    assert storage.store_events(engine, [_event("f-4")]) == [True]
+    with mysql_app.app_context(), db.engine.connect() as conn:
+        marks = dict(conn.execute(text("SELECT message_id, fanout FROM events")).all())
+    assert marks == {"f-1": 1, "f-2": 1, "f-3": 1, "f-4": None}

@@ -100,10 +100,10 @@ def test_the_database_refusing_a_value_rejects_that_message_only(mysql_app, monk
 
     real = store.store_events
 
-    def picky(engine, items, on_insert=None):
+    def picky(engine, items, fanout=False):
         if any(i.row["message_id"] == "refused" for i in items):
             raise StorageRefusedError("(4025, 'CONSTRAINT `events.message` failed')")
-        return real(engine, items, on_insert=on_insert)
+        return real(engine, items, fanout=fanout)
 
     monkeypatch.setattr(store, "store_events", picky)
     client = mysql_app.test_client()

@@ -55,8 +55,9 @@ class SstState:
         self.rejected_keep = int(cfg["REJECTED_KEEP"])
         self.retry_after = int(cfg["RETRY_AFTER_SECONDS"])
         self.redis_url = cfg.get("REDIS_URL") or None
-        # Fan-out runs inside the ingest transaction: an event and its deliveries commit together.
-        self.on_insert = FanOut(destinations, cfg.get("FORWARD_BOTS")) if destinations else None
+        # The relay fans marked events out to deliveries (sst.delivery.outbox.fan_out); ingest
+        # only marks them, so a request writes one row per event.
+        self.fanout = FanOut(destinations, cfg.get("FORWARD_BOTS")) if destinations else None
 
     @cached_property
     def phones(self):
@@ -135,7 +136,8 @@ class SstState:
     def store(self, prepared):
         from sst.ingest.store import store_events
 
-        return store_events(self.engine, prepared, on_insert=self.on_insert)
+        return store_events(self.engine, prepared, fanout=self.fanout is not None
+                            and bool(self.fanout.destinations))
 
 
 class _NoSessionOnApi(SecureCookieSessionInterface):

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Double,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     insert,
@@ -56,9 +57,14 @@ class Event(db.Model):
     page_url: Mapped[str | None] = mapped_column(Text)
     referrer: Mapped[str | None] = mapped_column(Text)
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    # 1: committed, its deliveries not made yet (the event row is the outbox: the relay fans
+    # it out to one delivery per destination, then sets NULL). NULL: fanned out, or stored
+    # when no destination was configured.
+    fanout: Mapped[int | None] = mapped_column(SmallInteger)
 
     __table_args__ = (
         Index("uq_events_source_message_id", "source", "message_id", unique=True),
+        Index("ix_events_fanout", "fanout", "id"),
         Index("ix_events_anonymous_id", "anonymous_id"),
         Index("ix_events_user_id", "user_id"),
         Index("ix_events_event_time", "event_time"),

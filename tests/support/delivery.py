@@ -78,7 +78,12 @@ def tracks_of(n, prefix="m"):
 
 
 def deliveries(app):
+    """Every delivery, after fanning out the events ingest marked (as the worker's relay
+    does within a poll interval of the 200)."""
+    from sst.delivery.outbox import fan_out_all
+
     with app.app_context():
+        fan_out_all(app.extensions["sst"])
         rows = db.session.execute(select(Delivery).order_by(Delivery.id)).scalars().all()
         db.session.expunge_all()
         return rows

@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert
-
 from sst import connectors
 from sst.errors import ConfigError
-from sst.models import Delivery
+from sst.jsonutil import loads
 
 logger = logging.getLogger(__name__)
 
@@ -121,34 +119,39 @@ def load_destinations(raw_list: list) -> dict[str, Destination]:
 
 
 class FanOut:
-    """Runs inside the ingest transaction: one Delivery row per destination that maps it."""
+    """The delivery rows of one event: one per enabled destination that maps it.
+
+    Runs in the relay (sst.delivery.outbox.fan_out) on events that ingest committed with
+    their `fanout` mark, not in the request: ingest writes one row per event."""
 
     def __init__(self, destinations: dict[str, Destination], forward_bots: bool | None = None):
         self.destinations = [d for d in destinations.values() if d.enabled]
         self.bots_to = {d.name for d in self.destinations if d.forwards_bots(forward_bots)}
-        self._insert = insert(Delivery.__table__)
+        # The message is read (a JSON column) only when a consent rule needs it.
+        self.needs_message = any(d.consent_categories for d in self.destinations)
 
-    def __call__(self, conn, item, event_id) -> None:
-        if not self.destinations:
-            return
-        row = item.row
+    def rows(self, event) -> list[dict]:
+        """`event`: a mapping with id, type, event, is_bot, event_time, received_at and,
+        when needs_message, message."""
         rows = []
-        now = row["received_at"]
+        now = event["received_at"]
+        message = event.get("message") if self.needs_message else None
+        if isinstance(message, str):
+            message = loads(message)
         for dest in self.destinations:
-            platform_event = dest.platform_event(row["type"], row["event"])
+            platform_event = dest.platform_event(event["type"], event["event"])
             if platform_event is None:
                 continue
             state, reason = "pending", None
-            ok, consent = dest.consent_decision(row["message"])
+            ok, consent = dest.consent_decision(message or {})
             if not ok:
                 state, reason = "skipped", "consent " + consent
-            elif row["is_bot"] and dest.name not in self.bots_to:
+            elif event["is_bot"] and dest.name not in self.bots_to:
                 state, reason = "skipped", BOT_REASON
             rows.append({
-                "event_id": event_id, "destination": dest.name, "connector": dest.connector,
+                "event_id": event["id"], "destination": dest.name, "connector": dest.connector,
                 "platform_event": platform_event[:255], "state": state, "attempts": 0,
                 "next_attempt_at": now, "consent": consent, "reason": reason,
-                "event_time": row["event_time"], "created_at": now, "updated_at": now,
+                "event_time": event["event_time"], "created_at": now, "updated_at": now,
             })
-        if rows:
-            conn.execute(self._insert, rows)
+        return rows

@@ -1,8 +1,8 @@
 """`sst preview`: the exact requests each destination would receive for a stored event, and
 why a destination would skip it, without sending anything.
 
-It runs what a worker runs up to the wire: the delivery rows the fan-out wrote (their
-consent and bot decisions), `build_event_data` (the identity graph as it is now), the
+It runs what a worker runs up to the wire: the delivery rows the fan-out wrote, or will
+write for an event not fanned out yet (their consent and bot decisions), `build_event_data` (the identity graph as it is now), the
 connector's age and skip rules and its pure `build_requests`. Secrets are masked as they are
 in the Exchange ledger. Headers a connector adds only at send time (an OAuth access token) are
 not shown.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 
 from sqlalchemy import select
 
@@ -56,6 +57,12 @@ def preview(state, message_id: str, destination: str | None = None,
         stored = {(r.event_id, r.destination): r for r in conn.execute(
             select(d.event_id, d.destination, d.state, d.reason, d.platform_event)
             .where(d.event_id.in_([ev.id for ev in events])))} if events else {}
+    for ev in events:
+        if ev.fanout == 1 and state.fanout is not None:
+            # Not fanned out yet (the relay does it within a poll interval): the rows it
+            # will write, with the same consent and bot decisions.
+            for r in state.fanout.rows(ev._mapping):
+                stored.setdefault((ev.id, r["destination"]), SimpleNamespace(**r))
     out = []
     for ev in events:
         for dest in dests:

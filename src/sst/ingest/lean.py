@@ -145,6 +145,18 @@ def _close_quietly(dbapi) -> None:
         pass
 
 
+def _checkout_or_raise(engine):
+    try:
+        return _fast_checkout(engine)
+    except DBAPIError as exc:
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            raise StorageUnavailableError(str(exc.orig)[:200]) from exc
+        raise
+    except engine.dialect.loaded_dbapi.OperationalError as exc:
+        # Engine.raw_connection() raises the driver's own error, not SQLAlchemy's wrapper.
+        raise StorageUnavailableError(str(exc)[:200]) from exc
+
+
 def store_single(engine, row: dict) -> bool | None:
     """Insert one event row in one autocommitted statement: True new, False duplicate,
     None when the transactional path must decide (an error of any kind)."""
@@ -158,15 +170,7 @@ def store_single(engine, row: dict) -> bool | None:
         values = values_tuple(params)
     except TypeError:  # a value sqltext does not know: the driver escapes it
         values = None
-    try:
-        entry = _fast_checkout(engine)
-    except DBAPIError as exc:
-        if isinstance(exc, OperationalError) or exc.connection_invalidated:
-            raise StorageUnavailableError(str(exc.orig)[:200]) from exc
-        raise
-    except engine.dialect.loaded_dbapi.OperationalError as exc:
-        # Engine.raw_connection() raises the driver's own error, not SQLAlchemy's wrapper.
-        raise StorageUnavailableError(str(exc)[:200]) from exc
+    entry = _checkout_or_raise(engine)
     dbapi = entry[3]
     try:
         with dbapi.cursor() as cur:
@@ -182,3 +186,70 @@ def store_single(engine, row: dict) -> bool | None:
         return None
     _fast_checkin(entry)
     return inserted
+
+
+# --- many events, nothing else to write (a /v1/batch from a server SDK) ---------------------
+#
+# One INSERT IGNORE with one VALUES tuple per event: a single statement is atomic, so in
+# autocommit mode either every row of the batch is committed or none is. Its row count says
+# whether every event was new; when one was a duplicate (an SDK retrying a batch) the
+# per-event results are not known from it, so the rows go in a transaction that is rolled
+# back and the caller takes the row-by-row path.
+
+
+def multi_row_sql(engine, rows: list[dict]) -> str | None:
+    """INSERT IGNORE INTO events ... VALUES (...), (...) for rows with the same columns, or
+    None when a value has no literal form here (the driver must escape it)."""
+    columns = tuple(rows[0])
+    if any(tuple(row) != columns for row in rows):
+        return None
+    sql, processors, _positional, column_list = _fast_statement(engine, columns)
+    if sql is None:
+        return None
+    pairs = tuple(zip(columns, processors, strict=True))
+    try:
+        values = ", ".join([values_tuple([row[name] if proc is None else proc(row[name])
+                                          for name, proc in pairs]) for row in rows])
+    except TypeError:
+        return None
+    return f"INSERT IGNORE INTO events ({column_list}) VALUES {values}"
+
+
+def store_many(engine, rows: list[dict]) -> bool:
+    """Insert every row in one statement and commit: True when all were new and are
+    committed; False (nothing written) when the caller must store them row by row."""
+    sql = multi_row_sql(engine, rows)
+    if sql is None:
+        return False
+    entry = _checkout_or_raise(engine)
+    dbapi = entry[3]
+    if dbapi.server_status & _NO_BACKSLASH_ESCAPES:
+        _fast_checkin(entry)
+        return False
+    try:
+        dbapi.begin()
+        with dbapi.cursor() as cur:
+            inserted = cur.execute(sql)
+        if inserted == len(rows):
+            dbapi.commit()
+        else:
+            dbapi.rollback()
+    except Exception as exc:  # noqa: BLE001 - the transactional path reports it
+        _close_quietly(dbapi)
+        logger.debug("lean batch insert failed, using a transaction: %r", exc)
+        return False
+    _fast_checkin(entry)
+    return inserted == len(rows)
+
+
+def insert_rows(conn, rows: list[dict]) -> bool:
+    """Inside the caller's transaction (a SQLAlchemy connection on PyMySQL): insert every
+    row in one statement; True when all were new. False: some were not, roll back."""
+    sql = multi_row_sql(conn.engine, rows)
+    dbapi = conn.connection.dbapi_connection
+    if sql is None or dbapi.server_status & _NO_BACKSLASH_ESCAPES:
+        return conn.execute(_insert_event, rows).rowcount == len(rows)
+    # no_parameters: the driver gets the text as is (no %-formatting of its literals), and
+    # SQLAlchemy still wraps its errors (deadlocks, lost connections) for the caller's retry.
+    res = conn.execution_options(no_parameters=True).exec_driver_sql(sql)
+    return res.rowcount == len(rows)

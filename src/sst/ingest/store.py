@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sst.clock import from_db, iso, parse_time, utcnow
 from sst.dbcheck import UPGRADE_HINT, is_schema_error
 from sst.errors import SchemaBehindError, StorageRefusedError, StorageUnavailableError
-from sst.ingest.lean import store_single
+from sst.ingest.lean import insert_rows, store_many, store_single
 from sst.models import ClickId, Event, Link, RejectedPayload, UtmTouch, Visitor, insert_ignore
 
 logger = logging.getLogger(__name__)
@@ -58,39 +58,65 @@ class PreparedEvent:
     links: list = field(default_factory=list)  # (anonymous_id, kind, value)
 
 
-def store_events(engine, items: list[PreparedEvent], on_insert=None) -> list[bool]:
+def store_events(engine, items: list[PreparedEvent], fanout: bool = False) -> list[bool]:
     """Store events once each; returns, per item, whether it was new (False: a duplicate).
 
-    Everything is one transaction: an answer of 200 means every row is committed.
-    `on_insert(conn, item, event_id)` runs inside it for each new event (deliveries).
+    Every row is committed when this returns: an answer of 200 means the events are stored.
+    `fanout`: mark each event for the relay (destinations are configured). The event row is
+    the outbox: the relay (sst.delivery.outbox.fan_out) turns marked events into deliveries
+    in batches, so a request writes one row per event, whatever the number of destinations.
     Raises StorageUnavailableError when the database cannot be reached.
     """
-    if (on_insert is None and len(items) == 1 and items[0].touch is None
-            and not items[0].links and engine.dialect.driver == "pymysql"):
-        inserted = store_single(engine, items[0].row)
-        if inserted is not None:
-            return [inserted]
+    if fanout:
+        for item in items:
+            item.row["fanout"] = 1
+    if (engine.dialect.driver == "pymysql"
+            and all(item.touch is None and not item.links for item in items)):
+        # Nothing but event rows to write: one autocommitted (multi-row) INSERT.
+        if len(items) == 1:
+            inserted = store_single(engine, items[0].row)
+            if inserted is not None:
+                return [inserted]
+        elif store_many(engine, [item.row for item in items]):
+            return [True] * len(items)
+    return store_in_transaction(engine, items)
+
+
+class _Duplicates(Exception):
+    """A multi-row insert met an existing message id: redo the events one by one."""
+
+
+def store_in_transaction(engine, items: list[PreparedEvent]) -> list[bool]:
+    """Events with their visitors, click ids and links, in one transaction."""
     attempt = 0
+    one_by_one = len(items) == 1 or engine.dialect.driver != "pymysql"
     while True:
         attempt += 1
         try:
             with engine.begin() as conn:
-                results = []
-                for item in items:
-                    res = conn.execute(_insert_event, item.row)
-                    inserted = res.rowcount == 1
-                    results.append(inserted)
+                if one_by_one:
+                    results = [conn.execute(_insert_event, item.row).rowcount == 1
+                               for item in items]
+                else:
+                    # All new (the common case): one multi-row INSERT; else roll back and
+                    # take the row-by-row path, which tells which ones were duplicates.
+                    if not insert_rows(conn, [item.row for item in items]):
+                        raise _Duplicates
+                    results = [True] * len(items)
+                for item, inserted in zip(items, results, strict=True):
                     if not inserted:
                         continue
                     if item.touch is not None:
                         _touch_visitor(conn, item.touch)
-                    for anon, kind, value in item.links:
-                        conn.execute(_insert_link, {"anonymous_id": anon, "kind": kind,
-                                                    "value": value,
-                                                    "created_at": item.row["received_at"]})
-                    if on_insert is not None:
-                        on_insert(conn, item, res.inserted_primary_key[0])
+                    if item.links:
+                        conn.execute(_insert_link, [
+                            {"anonymous_id": anon, "kind": kind, "value": value,
+                             "created_at": item.row["received_at"]}
+                            for anon, kind, value in item.links])
                 return results
+        except _Duplicates:
+            one_by_one = True
+            continue
         except DBAPIError as exc:
             # A pooled connection that died (database restarted) is retried once on a new one.
             if exc.connection_invalidated and attempt == 1:
