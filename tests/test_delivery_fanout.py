@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from sst.delivery import outbox
+from sst.delivery.destinations import BOT_REASON
 from sst.delivery.worker import run_worker
 from sst.extensions import db
 from sst.models import Delivery, Event
@@ -116,8 +117,9 @@ def test_consent_and_bots_are_decided_at_fan_out(mysql_url, redis_url):
             select(Event.message_id, Delivery).join(Delivery, Delivery.event_id == Event.id))}
     assert got[("denied", "hook")] == ("skipped", "consent denied:marketing")
     assert got[("denied", "meta")][0] == "pending"
-    assert got[("bot", "hook")] == ("skipped", "bot user agent")
-    assert got[("bot", "meta")] == ("skipped", "bot user agent")
+    # The contract's default forward_bots: the webhook gets bots' events, ad platforms not.
+    assert got[("bot", "hook")] == ("pending", None)
+    assert got[("bot", "meta")] == ("skipped", BOT_REASON)
 
 
 def test_events_stored_without_destinations_are_not_marked(mysql_app, mysql_client):
