@@ -3,12 +3,13 @@
 Sync workers are right here only because nginx buffers whole requests and answers. A slow
 client then holds an nginx connection and never a worker. Never expose this port to clients
 directly (docs/security.md, "Production topology (H3)").
-Environment: SST_BIND (default 0.0.0.0:8000), SST_WEB_WORKERS (default 2 x CPUs + 1)."""
+Environment: SST_BIND (default 127.0.0.1:8000: only a local proxy may reach sync workers;
+compose binds 0.0.0.0:8000 inside its private network), SST_WEB_WORKERS (default 2 x CPUs + 1)."""
 
 import os
 import shutil
 
-bind = os.environ.get("SST_BIND", "0.0.0.0:8000")
+bind = os.environ.get("SST_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("SST_WEB_WORKERS") or 2 * (os.cpu_count() or 1) + 1)
 worker_class = "sync"
 timeout = 30

@@ -74,6 +74,10 @@ def gunicorn_settings(args: list[str]) -> dict:
     for key, value in runpy.run_path(str(DEPLOY / "gunicorn.conf.py")).items():
         if key in cfg.settings:
             cfg.set(key, value)
+    # Then the command line over the file, as gunicorn's own load_config does.
+    for key, value in vars(ns).items():
+        if value is not None and key != "args" and key in cfg.settings:
+            cfg.set(key, value)
     return {key: cfg.settings[key].get() for key in cfg.settings}
 
 
@@ -119,12 +123,15 @@ def test_compose_only_the_buffering_proxy_faces_clients():
     for source in mounts:
         if source.startswith("./") and source != "./certs":
             assert (DEPLOY / source).exists(), source
-    # nginx reaches web:8000, which is where gunicorn.conf.py binds by default.
+    # nginx reaches web:8000, where compose binds gunicorn (its config alone: 127.0.0.1).
     assert "server web:8000;" in (DEPLOY / "nginx" / "sst.conf").read_text()
     assert services["web"]["expose"] == ["8000"]
     settings = gunicorn_settings(services["web"]["command"])
     assert settings["bind"] == ["0.0.0.0:8000"]
     assert settings["worker_class"] == "sync"
+    # The config file alone (systemd, or by hand) never binds where clients can reach it.
+    alone = gunicorn_settings(["gunicorn", "--config", GUNICORN_CONF, "sst.wsgi:app"])
+    assert alone["bind"] == ["127.0.0.1:8000"]
 
 
 def test_compose_trusts_exactly_the_one_proxy_nginx_is():

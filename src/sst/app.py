@@ -112,6 +112,16 @@ class SstState:
         "2/minute" source cannot slip 8,000 events through in one batch."""
         if not source.rate_limit:
             return
+        from limits import parse
+
+        allowed = parse(source.rate_limit).amount
+        if messages > allowed:
+            # More than a whole window holds: a 429 would be retried for ever (the SDK's
+            # batch never fits), so say plainly what to change.
+            raise ApiError(413, "batch_over_rate_limit",
+                           f"a batch of {messages} messages is more than source "
+                           f"{source.name!r} accepts per window ({source.rate_limit}): send "
+                           f"batches of at most {allowed} messages, or raise its rate_limit")
         wait = self.throttle.hit(source.rate_limit, "source", source.name, cost=messages)
         if wait is not None:
             err = ApiError(429, "rate_limited",
