@@ -355,3 +355,21 @@ def test_slow_clients_hold_nginx_not_the_sync_worker(proxied):
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_a_config_error_stops_gunicorn_with_one_line_not_a_traceback(tmp_path):
+    """What systemd's journal shows for a bad config: sst's one line, and gunicorn's master
+    stopping with "App failed to load" (status 4, which sst-web.service does not restart)."""
+    venv_bin = Path(sys.executable).parent
+    env = {"PATH": f"{venv_bin}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "SST_DATABASE_URL": f"sqlite:///{tmp_path / 'sst.sqlite'}",
+           "SST_SECRET_KEY": "deploy-test-secret-0123456789", "SST_ADMIN_TOKEN": "short",
+           "SST_WEB_WORKERS": "1", "SST_BIND": f"127.0.0.1:{free_port()}"}
+    done = subprocess.run([venv_bin / "gunicorn", "--config", DEPLOY / "gunicorn.conf.py",
+                           "sst.wsgi:app"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "sst: SST_ADMIN_TOKEN: too short (5 characters)" in done.stderr
+    assert "App failed to load" in done.stderr
+    assert "RestartPreventExitStatus=4" in (DEPLOY / "systemd" / "sst-web.service").read_text()
