@@ -152,3 +152,34 @@ def test_production_refuses_the_inbox():
     with pytest.raises(ConfigError, match="DEV_INBOX"):
         create_app(base_config(ENV="production", DEV_INBOX=True,
                                SECRET_KEY="a-long-production-secret-0123456789"))
+
+
+@pytest.mark.parametrize("args", [["status"], ["tracks"], ["destination", "list"]])
+def test_no_destination_is_said_not_left_as_an_empty_table(tmp_path, args):
+    """deploy/'s example config ships its destinations commented out: the empty tables say
+    why, on stderr (JSON output stays clean)."""
+    config = tmp_path / "sst.toml"
+    config.write_text('[[source]]\nname = "web"\nwrite_key = "wk_0123456789"\n')
+    app = create_app(base_config(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
+                                 CONFIG=str(config), DESTINATIONS=[]))
+    from sst import migrate
+
+    with app.app_context():
+        migrate.upgrade()
+    result = app.test_cli_runner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (f"sst: no destination is configured in {config}: events are stored and sent "
+            "nowhere") in result.stderr
+
+
+def test_admin_status_says_no_destination_is_configured(tmp_path):
+    from sst import migrate
+
+    app = create_app(base_config(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
+                                 DESTINATIONS=[], ADMIN={"token": "admin-token-0123456789"}))
+    with app.app_context():
+        migrate.upgrade()
+    r = app.test_client().get("/admin/", headers={"Authorization":
+                                                  "Bearer admin-token-0123456789"})
+    assert r.status_code == 200
+    assert b"no destination is configured" in r.data

@@ -11,6 +11,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from sst.cli.common import SETUP, app_state, fail, failures_exit, parse_time, rq_connection
+from sst.ops.status import no_destination_note
 
 # --- the worker and the sweep ------------------------------------------------------------------
 
@@ -76,6 +77,9 @@ def tracks(event_ref, destination, limit, as_json, bodies):
     from sst.jsonutil import dumps
     from sst.models import Delivery, Event, Exchange, ExchangeItem
 
+    note = no_destination_note(app_state())
+    if note:
+        click.echo(f"sst: {note}", err=True)
     q = select(Exchange).order_by(Exchange.id.desc()).limit(limit)
     skips = (select(Delivery, Event.message_id).join(Event, Event.id == Delivery.event_id)
              .where(Delivery.state == "skipped").order_by(Delivery.id.desc()).limit(limit))
@@ -304,6 +308,9 @@ def destination_list():
     from sst.delivery.outbox import paused_destinations
 
     state = app_state()
+    note = no_destination_note(state)
+    if note:
+        click.echo(f"sst: {note}", err=True)
     with state.engine.connect() as conn:
         paused = paused_destinations(conn)
     for name, dest in sorted(state.destinations.items()):

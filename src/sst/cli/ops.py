@@ -8,6 +8,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from sst.cli.common import SETUP, app_state, fail, failures_exit
 from sst.errors import ConfigError
+from sst.ops.status import no_destination_note
 
 
 @click.command()
@@ -24,9 +25,12 @@ def status(as_json):
     windows = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
     doc = {name: destination_status(state, w) for name, w in windows.items()}
     doc["backlog"] = delivery_backlog(state)
+    note = no_destination_note(state)
     if as_json:
         click.echo(dumps(doc))
         return
+    if note:
+        click.echo(f"sst: {note}", err=True)
     for name in ("hour", "day"):
         click.echo(f"last {name}:")
         click.echo(f"  {'destination':<16}{'sent':>7}{'ok':>7}{'failed':>7}{'skipped':>8}"

@@ -22,7 +22,7 @@ from sst.extensions import state as current_state
 from sst.identity.hashing import mask_hashes
 from sst.models import Delivery, Event, Exchange, ExchangeItem
 from sst.ops import charts
-from sst.ops.status import delivery_backlog, destination_status
+from sst.ops.status import delivery_backlog, destination_status, no_destination_note
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ def status():
         ["succeeded", "failed", "skipped", "waiting"])
     backlog = delivery_backlog(current_state())
     return render_template("admin/status.html", rows=rows, chart=chart, error=error,
+                           note=no_destination_note(current_state()),
                            backlog=backlog, oldest=_age(backlog["oldest_pending_age_s"]),
                            window=request.args.get("window", "24h")), 400 if error else 200
 

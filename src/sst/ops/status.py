@@ -131,3 +131,17 @@ def queue_stats(connection, names) -> list[dict]:
             "failed": FailedJobRegistry(queue=q).count,
         })
     return out
+
+
+NO_DESTINATION = ("no destination is configured{where}: events are stored and sent nowhere; "
+                  "add a [[destination]] (`sst init` writes a commented example)")
+
+
+def no_destination_note(state) -> str | None:
+    """Why delivery tables are empty when nothing is configured to deliver to, else None."""
+    if any(d.enabled for d in state.destinations.values()):
+        return None
+    from flask import current_app
+
+    path = current_app.config.get("CONFIG")
+    return NO_DESTINATION.format(where=f" in {path}" if path else " (no SST_CONFIG)")
