@@ -168,6 +168,32 @@ def test_production_refuses_unsafe_settings(tmp_path, monkeypatch, overrides, fr
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"SECRET_KEY": "change-me-64-hex-characters"}, "SST_SECRET_KEY still holds"),
+    ({"ADMIN_TOKEN": "change-me-admin-token"}, "SST_ADMIN_TOKEN still holds"),
+    ({"ADMIN": {"token": "env:SST_TEST_PLACEHOLDER_TOKEN"}}, "[admin] token still holds"),
+    ({"SOURCES": [{"name": "web", "write_key": "sk_change-me"}]},
+     "source 'web''s write_key still holds"),
+])
+def test_production_refuses_deploy_s_placeholders(tmp_path, monkeypatch, overrides, fragment):
+    """deploy/sst.env.example copied as shipped must not serve traffic in production."""
+    monkeypatch.setenv("SST_TEST_PLACEHOLDER_TOKEN", "change-me-admin-token")
+    with pytest.raises(ConfigError, match="SST_ENV=production refuses") as info:
+        prod_app(tmp_path, monkeypatch, **overrides)
+    assert fragment in str(info.value)
+
+
+def test_deploy_example_placeholders_are_the_ones_refused():
+    from pathlib import Path
+
+    from sst.config import PLACEHOLDER
+
+    example = (Path(__file__).parents[1] / "deploy" / "sst.env.example").read_text()
+    for var in ("SST_SECRET_KEY", "SST_ADMIN_TOKEN", "SST_WEB_WRITE_KEY"):
+        [line] = [x for x in example.splitlines() if x.startswith(f"{var}=")]
+        assert PLACEHOLDER in line
+
+
 def test_production_refuses_the_default_secret_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SST_ENV", "production")
     monkeypatch.setenv("SST_COOKIE_DOMAIN", ".example.com")

@@ -331,8 +331,42 @@ def check_production(config) -> None:
         problems.append("SERVE_EXAMPLES is for `sst dev` only")
     if config.get("DEV_INBOX"):
         problems.append("DEV_INBOX (the dev inbox destination) is for `sst dev` only")
+    problems += [f"{name} still holds the example's placeholder ({PLACEHOLDER!r}): set your own"
+                 for name in _placeholders(config)]
     if problems:
         raise ConfigError("SST_ENV=production refuses: " + "; ".join(problems))
+
+
+PLACEHOLDER = "change-me"  # what deploy/sst.env.example puts where a secret goes
+
+
+def _placeholders(config) -> list[str]:
+    """The settings that still hold deploy/'s placeholder text (a copied example)."""
+    found = []
+    if PLACEHOLDER in str(config.get("SECRET_KEY") or ""):
+        found.append("SST_SECRET_KEY")
+    if PLACEHOLDER in str(config.get("DATABASE_URL") or ""):
+        found.append("SST_DATABASE_URL (its password)")
+    admin = config.get("ADMIN") or {}
+    token = admin.get("token") if isinstance(admin, dict) else None
+    for label, value in (("[admin] token", token), ("SST_ADMIN_TOKEN", config.get("ADMIN_TOKEN"))):
+        try:
+            value = resolve_env_refs(value, label) if value is not None else None
+        except ConfigError:
+            continue  # a missing variable has its own message
+        if PLACEHOLDER in str(value or ""):
+            found.append(label)
+    for entry in config.get("SOURCES") or ():
+        key = entry.get("write_key") if isinstance(entry, dict) else getattr(entry, "write_key",
+                                                                              None)
+        try:
+            key = resolve_env_refs(key, "source") if key is not None else None
+        except ConfigError:
+            continue
+        if PLACEHOLDER in str(key or ""):
+            name = entry.get("name") if isinstance(entry, dict) else getattr(entry, "name", "?")
+            found.append(f"source {name!r}'s write_key")
+    return found
 
 
 MIN_ADMIN_TOKEN_LEN = 16  # characters: [admin] token (SST_ADMIN_TOKEN) guards the dashboard
