@@ -169,8 +169,8 @@ def test_without_a_database_url_the_dev_database_of_this_folder_is_used(tmp_path
         migrate.upgrade()
     result = run(["status"])
     assert result.exit_code == 0, result.output
-    assert result.stderr.strip() == (f"sst: no SST_DATABASE_URL: using the `sst dev` database "
-                                     f"{dev / 'sst.sqlite'}")
+    assert result.stderr.splitlines()[0] == (f"sst: no SST_DATABASE_URL: using the `sst dev` "
+                                             f"database {dev / 'sst.sqlite'}")
 
 
 def test_version_is_sst_s():

@@ -159,11 +159,19 @@ def test_example_env_and_config_fit_compose_and_load(monkeypatch):
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SST_SECRET_KEY", "a-production-secret-0123456789abcdef")
     monkeypatch.setenv("SST_CONFIG", str(DEPLOY / "sst.toml.example"))
     monkeypatch.setenv("SST_DATABASE_URL", "sqlite://")  # loading only: no server here
+    # As shipped, its placeholders are refused (a copied example must be filled in) ...
+    from sst.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="placeholder"):
+        create_app()
+    # ... and once filled in, it loads.
+    monkeypatch.setenv("SST_SECRET_KEY", "a-production-secret-0123456789abcdef")
+    monkeypatch.setenv("SST_ADMIN_TOKEN", "a-private-admin-token-0123456789")
+    monkeypatch.setenv("SST_WEB_WRITE_KEY", "sk_private_0123456789abcdef")
     app = create_app()
-    assert set(app.extensions["sst"].sources) == {env["SST_WEB_WRITE_KEY"]}
+    assert set(app.extensions["sst"].sources) == {"sk_private_0123456789abcdef"}
 
 
 # --- image ------------------------------------------------------------------------------------
