@@ -126,6 +126,13 @@ def test_forget_leaves_no_trace(mysql_url, redis_url, tmp_path):
             db.session.execute(insert(privacy.Replay.__table__).values(
                 started_at=to_db(datetime.now(UTC)), operator="ops", dry_run=False,
                 force=False, filters={"event": f"otp-conv-{user_id}"}))
+            # ... and one that names her laptop's event only by its (opaque) messageId.
+            [laptop_mid] = db.session.execute(
+                select(Event.message_id).where(Event.anonymous_id == "laptop-anon")
+                .order_by(Event.id).limit(1)).scalars().all()
+            db.session.execute(insert(privacy.Replay.__table__).values(
+                started_at=to_db(datetime.now(UTC)), operator="ops", dry_run=False,
+                force=False, filters={"events": [laptop_mid, "someone-else"]}))
             db.session.commit()
         run_worker(app, burst=True)
         assert stub.requests, "Meta was not called"
@@ -154,7 +161,11 @@ def test_forget_leaves_no_trace(mysql_url, redis_url, tmp_path):
     assert doc["dryRun"] is False
     assert doc["counts"]["persons"] == 1 and doc["counts"]["otp_codes"] == 1
     assert doc["counts"]["rejected_payloads"] == 3
-    assert doc["counts"]["replays"] == 1
+    assert doc["counts"]["replays"] == 2
+    with app.app_context():
+        kept = [str(f) for f in db.session.execute(
+            select(privacy.Replay.__table__.c.filters)).scalars()]
+    assert not any(laptop_mid in f for f in kept), kept
 
     assert scan(app, tokens) == []
     assert scan(app, {"COOKIE-ONLY-MARKER"}) == []

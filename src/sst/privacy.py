@@ -32,6 +32,7 @@ from sst.errors import SstError
 from sst.identity import hashing as h
 from sst.identity.crypto import PhoneCipher, phone_lookup_key
 from sst.identity.people import PERSON_LINKS
+from sst.jsonutil import loads
 from sst.models import (
     ClickId,
     Delivery,
@@ -221,14 +222,38 @@ def _rejected_cond(s: Subject):
     return or_(*conds) if conds else None
 
 
-def _scrub_replays(engine, s: Subject) -> int:
+def _replays_naming_events(engine, s: Subject) -> list[int]:
+    """Replay runs whose --event list names one of the subject's events. Found before the
+    events go: afterwards nothing ties those messageIds to the person (L1)."""
+    cond = s.events_cond()
+    if cond is None:
+        return []
+    with engine.connect() as conn:
+        named = {}
+        for rid, filters in conn.execute(select(replays_t.c.id, replays_t.c.filters)).all():
+            if isinstance(filters, str):
+                filters = loads(filters)
+            ids = filters.get("events") if isinstance(filters, dict) else None
+            if ids:
+                named[rid] = {str(i) for i in ids}
+        if not named:
+            return []
+        listed = set().union(*named.values())
+        mine = set(conn.execute(select(events_t.c.message_id).where(
+            cond, events_t.c.message_id.in_(listed))).scalars())
+    return [rid for rid, ids in named.items() if ids & mine]
+
+
+def _scrub_replays(engine, s: Subject, naming_events=()) -> int:
     """`sst replay` keeps its filters (--event names a messageId, which may embed a userId):
-    those naming the subject are replaced by a note (L1); the run's counts stay."""
+    those naming the subject or one of its events are replaced by a note (L1); the run's
+    counts stay."""
     tokens = s.anon_ids | s.user_ids | {x for p in s.phones for x in (p, p.lstrip("+"))}
-    if not tokens:
+    if not tokens and not naming_events:
         return 0
     text = cast(replays_t.c.filters, Text)
-    cond = or_(*[text.contains(t, autoescape=True) for t in tokens])
+    cond = or_(*[text.contains(t, autoescape=True) for t in tokens],
+               replays_t.c.id.in_(list(naming_events)))
     with engine.begin() as conn:
         return conn.execute(update(replays_t).where(cond).values(
             filters={"erased": "named an erased person"})).rowcount
@@ -366,6 +391,7 @@ def forget(engine, s: Subject, *, pause: float = 0.0) -> dict:
     record = _record_start(engine, s.kind)
     counts = dict.fromkeys(("events", "deliveries", "track_items", "tracks_deleted",
                             "tracks_anonymised"), 0)
+    naming_events = _replays_naming_events(engine, s)
     _erase_events(engine, s, counts, pause)
     if s.anon_ids:
         counts["click_ids"] = _delete_where(engine, clicks_t, clicks_t.c.id,
@@ -378,7 +404,7 @@ def forget(engine, s: Subject, *, pause: float = 0.0) -> dict:
         counts["click_ids"] = counts["visitors"] = counts["utm_touches"] = 0
     counts["rejected_payloads"] = _delete_where(engine, rejected_t, rejected_t.c.id,
                                                 _rejected_cond(s), pause)
-    counts["replays"] = _scrub_replays(engine, s)
+    counts["replays"] = _scrub_replays(engine, s, naming_events)
     counts["otp_codes"] = _delete_where(engine, codes_t, codes_t.c.key,
                                         codes_t.c.key.in_(s.phone_keys)
                                         if s.phone_keys else None)
