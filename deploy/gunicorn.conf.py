@@ -36,3 +36,7 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+# gunicorn 24+ opens a control socket under $HOME by default; sst does not use it, and the
+# image's and units' service user has no writable home (an ERROR line at every start).
+control_socket_disable = True

@@ -252,8 +252,9 @@ def replay(destinations, since, until, events, statuses, error, sources, dry_run
         click.echo(f"  skipped: {reason}: {n}")
     if dry_run:
         for item in summary.would_send[:20]:
+            why = f"; last error: {item['lastError']}" if item.get("lastError") else ""
             click.echo(f"  would send {item['messageId']} to {item['destination']} "
-                       f"(event time {item['eventTime']}; last error: {item['lastError']})")
+                       f"(event time {item['eventTime']}{why})")
 
 
 # --- destinations ------------------------------------------------------------------------------
