@@ -15,8 +15,8 @@ from werkzeug.exceptions import HTTPException
 
 from sst.config import (
     Defaults,
+    admin_settings,
     build_sources,
-    check_admin_token,
     check_production,
     load_toml,
 )
@@ -216,7 +216,7 @@ def create_app(overrides=None):
         # ingest views bound their own bodies tighter; this only has to cover the largest
         # (a batch, gzip's few bytes of overhead included).
         app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_BATCH_BYTES"]) + 64 * 1024
-    check_admin_token(app.config, f"config file {config_path or '(none)'}")
+    admin_settings(app.config, f"config file {config_path or '(none)'}")  # fails start-up
     from sst.logs import configure_logging
 
     configure_logging(app)

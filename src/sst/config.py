@@ -291,25 +291,6 @@ def check_dev_secret(config) -> None:
                           "'import secrets; print(secrets.token_urlsafe(48))'`)")
 
 
-def check_admin_token(config, where: str) -> None:
-    """A configured [admin] token (or SST_ADMIN_TOKEN) shorter than MIN_ADMIN_TOKEN_LEN fails
-    start-up: the dashboard would otherwise stay off with only a log line."""
-    section = config.get("ADMIN") or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"{where}, [admin]: must be a table")
-    if section.get("token") is not None:
-        label, token = f"{where}, [admin]: key 'token'", resolve_env_refs(
-            section["token"], f"{where}, [admin]", "token")
-    elif config.get("ADMIN_TOKEN") is not None:
-        label, token = "SST_ADMIN_TOKEN", config["ADMIN_TOKEN"]
-    else:
-        return
-    if not isinstance(token, str) or len(token) < MIN_ADMIN_TOKEN_LEN:
-        size = len(token) if isinstance(token, str) else "not a string of"
-        raise ConfigError(f"{label}: too short ({size} characters): the /admin token takes "
-                          f"{MIN_ADMIN_TOKEN_LEN} characters at least")
-
-
 def check_production(config) -> None:
     """SST_ENV=production refuses settings that are only safe on a laptop."""
     check_dev_secret(config)
@@ -384,35 +365,37 @@ class AdminSettings:
 
     user: str = "admin"
     token: str | None = None
-    problem: str | None = None  # why a configured token is not used (never the token)
     metrics: str = "open"
 
 
 METRICS_MODES = ("token", "open", "off")
 
 
-def admin_settings(config) -> AdminSettings:
+def admin_settings(config, where: str = "config") -> AdminSettings:
+    """The one reader of the admin settings, for /admin and /metrics (M4). create_app calls
+    it first, so a token that is configured but unusable (too short, a missing variable)
+    fails start-up instead of leaving the dashboard off with a log line."""
     section = config.get("ADMIN") or {}
-    user = str(section.get("user") or "admin")
-    token = section.get("token") or config.get("ADMIN_TOKEN")
-    problem = None
-    if token is not None:
-        try:
-            token = str(resolve_env_refs(token, "[admin]", "token"))
-        except ConfigError as exc:
-            token, problem = None, str(exc)
-    if token is not None and len(token) < MIN_ADMIN_TOKEN_LEN:
-        token, problem = None, f"[admin] token is shorter than {MIN_ADMIN_TOKEN_LEN} characters"
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}, [admin]: must be a table")
+    token = None
+    if section.get("token") is not None:
+        label, token = f"{where}, [admin]: key 'token'", resolve_env_refs(
+            section["token"], f"{where}, [admin]", "token")
+    elif config.get("ADMIN_TOKEN") is not None:
+        label, token = "SST_ADMIN_TOKEN", config["ADMIN_TOKEN"]
+    if token is not None and (not isinstance(token, str) or len(token) < MIN_ADMIN_TOKEN_LEN):
+        size = len(token) if isinstance(token, str) else "not a string of"
+        raise ConfigError(f"{label}: too short ({size} characters): the /admin token takes "
+                          f"{MIN_ADMIN_TOKEN_LEN} characters at least")
     mode = section.get("metrics")
     if mode is None:
-        # A token configured but unusable closes the scrape: an operator who set one meant it.
-        mode = "token" if token else (
-            "off" if problem or config.get("ENV") == "production" else "open")
+        mode = "token" if token else ("off" if config.get("ENV") == "production" else "open")
     elif mode not in METRICS_MODES:
-        raise ConfigError(f"[admin] metrics: must be one of {', '.join(METRICS_MODES)}")
+        raise ConfigError(f"{where}, [admin] metrics: must be one of {', '.join(METRICS_MODES)}")
     elif mode == "token" and not token:
         mode = "off"  # asked for a credential that is not there: closed, not open
-    return AdminSettings(user=user, token=token, problem=problem, metrics=mode)
+    return AdminSettings(user=str(section.get("user") or "admin"), token=token, metrics=mode)
 
 
 def phone_region(config) -> str:
