@@ -24,16 +24,23 @@ class PixelError(ValueError):
         self.message = message
 
 
+def b64_data(data: str) -> bytes | None:
+    """The bytes of ?data= (standard or URL-safe alphabet, padding optional), or None."""
+    text = data.strip().replace(" ", "+")  # '+' arrives as a space when not percent-encoded
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def decode_data(data: str, max_len: int) -> dict:
     """?data=<base64 JSON> (standard or URL-safe alphabet, padding optional)."""
     if len(data) > max_len:
         raise PixelError("message_too_large", f"data may be {max_len} characters at most")
-    text = data.strip().replace(" ", "+")  # '+' arrives as a space when not percent-encoded
-    text += "=" * (-len(text) % 4)
-    try:
-        raw = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
-    except (binascii.Error, ValueError):
-        raise PixelError("malformed_data", "data is not base64") from None
+    raw = b64_data(data)
+    if raw is None:
+        raise PixelError("malformed_data", "data is not base64")
     try:
         msg = loads(raw)
     except MalformedJSON:

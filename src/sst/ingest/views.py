@@ -15,7 +15,7 @@ from sst.errors import ApiError, SchemaBehindError, StorageRefusedError, Storage
 from sst.extensions import state as current_state
 from sst.identity.network import client_key
 from sst.ingest import counters, sdk_settings, store
-from sst.ingest.pixel import GIF, GIF_HEADERS, PixelError, decode_data, decode_dotted
+from sst.ingest.pixel import GIF, GIF_HEADERS, PixelError, b64_data, decode_data, decode_dotted
 from sst.ingest.prepare import MAX_DEPTH, Rejection, prepare
 from sst.ingest.request import (
     authenticate,
@@ -90,18 +90,9 @@ def _pixel_body() -> str:
     """What a refused pixel hit keeps: its query with `data` decoded when it is base64
     (L1: `sst forget` matches text, and base64 hid the ids and emails from it)."""
     args = request.args.to_dict(flat=True)
-    data = args.get("data")
-    if isinstance(data, str):
-        import base64
-        import binascii
-
-        text = data.strip()
-        try:
-            raw = base64.b64decode(text.replace("-", "+").replace("_", "/")
-                                   + "=" * (-len(text) % 4), validate=True)
-            args["data"] = raw.decode("utf-8", "replace")
-        except (binascii.Error, ValueError):
-            pass
+    raw = b64_data(args["data"]) if isinstance(args.get("data"), str) else None
+    if raw is not None:
+        args["data"] = raw.decode("utf-8", "replace")
     return dumps_text(args)
 
 
