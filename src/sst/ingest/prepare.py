@@ -164,7 +164,7 @@ def prepare(raw: dict, info: RequestInfo, index: int | None = None,
     if index is not None:
         request["batch_index"] = index
     if cut_user_agent:
-        request["user_agent_length"] = cut_user_agent  # the header as sent, before the cut
+        request["user_agent_length"] = cut_user_agent  # its length as sent, before the cut
     if info.trusted and user_id:
         request["trusted"] = True  # event_data joins this userId to its Person
     row = {
