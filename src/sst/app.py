@@ -114,8 +114,7 @@ class SstState:
             return
         from limits import parse
 
-        allowed = parse(source.rate_limit).amount
-        if messages > allowed:
+        if messages > 1 and messages > (allowed := parse(source.rate_limit).amount):
             # More than a whole window holds: a 429 would be retried for ever (the SDK's
             # batch never fits), so say plainly what to change.
             raise ApiError(413, "batch_over_rate_limit",
