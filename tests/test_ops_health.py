@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from sst import create_app, migrate
-from sst.dbcheck import head_revision
 from sst.extensions import db
+from sst.migrate import head_revision
 from support.apps import MYSQL_SERVER_URL, WRITE_KEY, base_config
 
 

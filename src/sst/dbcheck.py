@@ -8,30 +8,14 @@ Redis failure, its URL's password masked, that `/readyz` and every CLI command p
 
 from __future__ import annotations
 
-import functools
 from urllib.parse import urlsplit, urlunsplit
+
+from sst.migrate import current_revision, head_revision
 
 UPGRADE_HINT = "run `sst db upgrade`"
 # MySQL/MariaDB error numbers: table / column unknown (the schema is missing or behind).
 _MYSQL_SCHEMA_ERRORS = {1146, 1054}
 _SQLITE_SCHEMA_TEXTS = ("no such table", "no such column", "has no column named")
-
-
-@functools.cache
-def head_revision() -> str:
-    """The revision the code's models need: the last Alembic migration."""
-    from alembic.script import ScriptDirectory
-
-    from sst.migrate import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-def current_revision(conn) -> str | None:
-    """The revision the database is at (None: no schema at all)."""
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(conn).get_current_revision()
 
 
 def schema_problem(conn) -> str | None:

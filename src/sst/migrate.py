@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -21,13 +22,27 @@ def upgrade(revision: str = "head") -> None:
     command.upgrade(alembic_config(), revision)
 
 
-def current() -> str | None:
+@functools.cache
+def head_revision() -> str:
+    """The revision the code's models need: the last Alembic migration."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(conn) -> str | None:
+    """The revision the database on `conn` is at (None: no schema at all)."""
     from alembic.runtime.migration import MigrationContext
 
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def current() -> str | None:
+    """The revision of the current app's database."""
     from sst.extensions import db
 
     with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return current_revision(conn)
 
 
 def revision(message: str, autogenerate: bool = True) -> None:
