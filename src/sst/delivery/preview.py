@@ -93,16 +93,21 @@ def _one(state, dest, ev, delivery, now) -> Preview:
     if data is None:
         p.skip_reason = "event not found"
         return p
-    p.skip_reason = connector.too_old(data, now) or connector.skip_reason(data)
-    if p.skip_reason:
-        return p
-    try:
-        built = connector.build_requests([data])
-    except Exception as exc:  # what a worker would record as a payload error
-        p.skip_reason = f"payload error: {exc}"[:500]
-        return p
-    p.requests = shown_requests(connector, built)
+    p.skip_reason, p.requests = requests_for(connector, data, now)
     return p
+
+
+def requests_for(connector, event, now) -> tuple[str | None, list[dict]]:
+    """(why the connector would skip the event, or None; the requests it would make, secrets
+    masked): what a worker would do with it, short of sending."""
+    reason = connector.too_old(event, now) or connector.skip_reason(event)
+    if reason:
+        return reason, []
+    try:
+        built = connector.build_requests([event])
+    except Exception as exc:  # what a worker would record as a payload error
+        return f"payload error: {exc}"[:500], []
+    return None, shown_requests(connector, built)
 
 
 def shown_requests(connector, built) -> list[dict]:

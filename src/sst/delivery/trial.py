@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sst.clock import parse_time, utcnow
 from sst.connectors.base import SUCCESS, ClickId, EventData
-from sst.delivery.preview import shown_requests
+from sst.delivery.preview import requests_for
 from sst.ingest.touch import page_url_of, parse_touch, referrer_of
 
 # Connector -> (setting that puts it in the platform's test mode, value; None: a code the
@@ -148,16 +148,8 @@ def run_trial(state, name: str, message: dict | None = None, send: bool = False,
     event = event_from_message(message, platform_event, now)
     trial = Trial(destination=name, connector=dest.connector, platform_event=platform_event,
                   message_id=event.message_id, test_mode=label)
-    trial.skip_reason = connector.too_old(event, now) or connector.skip_reason(event)
-    if trial.skip_reason:
-        return trial
-    try:
-        built = connector.build_requests([event])
-    except Exception as exc:  # what a worker would record as a payload error
-        trial.skip_reason = f"payload error: {exc}"[:500]
-        return trial
-    trial.requests = shown_requests(connector, built)
-    if not send:
+    trial.skip_reason, trial.requests = requests_for(connector, event, now)
+    if trial.skip_reason or not send:
         return trial
     report = connector.send([event], now=now)
     trial.sent = True
