@@ -7,6 +7,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Double,
     Index,
@@ -334,6 +335,126 @@ class Erasure(db.Model):
     finished_at: Mapped[object | None] = mapped_column(Timestamp)
     operator: Mapped[str | None] = mapped_column(String(128))
     counts: Mapped[dict | None] = mapped_column(JSON)
+
+
+# --- Rollups (sst.rollups): what the reports read instead of scanning raw rows ---------------
+
+
+class RollupState(db.Model):
+    """One row per rollup: how far it has read its source table (ids <= last_id are in it),
+    and the horizon it may read up to once settled (ids committed late are not skipped).
+    The row named "lock" is the mutex every pass and every hook that changes rolled rows
+    takes first (an UPDATE of it: a row lock on MariaDB, the write lock on SQLite)."""
+
+    __tablename__ = "rollup_state"
+    __table_args__ = TABLE_OPTS
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    horizon: Mapped[int | None] = mapped_column(BigInteger)
+    horizon_at: Mapped[object | None] = mapped_column(Timestamp)
+    info: Mapped[dict | None] = mapped_column(JSON)
+    updated_at: Mapped[object | None] = mapped_column(Timestamp)
+
+
+class RollupEvent(db.Model):
+    """Events per UTC day of event time, source and report name (events report)."""
+
+    __tablename__ = "rollup_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    day: Mapped[object] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255))
+    events: Mapped[int] = mapped_column(BigInteger, default=0)
+    bots: Mapped[int] = mapped_column(BigInteger, default=0)
+    __table_args__ = (Index("ix_rollup_events_day", "day", "source"), TABLE_OPTS)
+
+
+class RollupDelivery(db.Model):
+    """Deliveries in a final state per UTC day of event time, source, destination, state."""
+
+    __tablename__ = "rollup_deliveries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    day: Mapped[object] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    __table_args__ = (Index("ix_rollup_deliveries_day", "day", "source"), TABLE_OPTS)
+
+
+class RollupOpenDelivery(db.Model):
+    """A delivery at or below the deliveries rollup's last_id that is not in it (it was
+    waiting when rolled up, or a replay took it out): the reports read it raw."""
+
+    __tablename__ = "rollup_open_deliveries"
+    __table_args__ = TABLE_OPTS
+    delivery_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class RollupRequest(db.Model):
+    """Requests (tracks) per UTC day of sending, destination, outcome and duration to the
+    millisecond, with the reconciliation sums of those that carried events_sent > 0."""
+
+    __tablename__ = "rollup_requests"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    day: Mapped[object] = mapped_column(Date)
+    destination: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    ms: Mapped[float | None] = mapped_column(Double)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    recon_n: Mapped[int] = mapped_column(BigInteger, default=0)
+    sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    accepted: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    __table_args__ = (Index("ix_rollup_requests_day", "day"), TABLE_OPTS)
+
+
+class RollupOpenTrack(db.Model):
+    """A request at or below the requests rollup's last_id still in flight when rolled up
+    (outcome "sending": its answer is written later): read raw until it has one."""
+
+    __tablename__ = "rollup_open_tracks"
+    __table_args__ = TABLE_OPTS
+    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class RollupReason(db.Model):
+    """The rolled-up requests that carried platform reasons (few): reconciliation reads
+    its latest reasons here instead of walking every request of the window."""
+
+    __tablename__ = "rollup_reasons"
+    __table_args__ = (Index("ix_rollup_reasons_created", "created_at"), TABLE_OPTS)
+    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    destination: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[object] = mapped_column(Timestamp)
+    reasons: Mapped[list | None] = mapped_column(JSON)
+
+
+class RollupConversion(db.Model):
+    """One conversion with its attribution worked out (touch platforms, Person, UTM touches,
+    cross-device platforms), recomputed when its device's or Person's identity data changes."""
+
+    __tablename__ = "rollup_conversions"
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_time: Mapped[object] = mapped_column(Timestamp)
+    source: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255))
+    anonymous_id: Mapped[str | None] = mapped_column(String(ID_LEN))
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    first_platform: Mapped[str | None] = mapped_column(String(32))
+    last_platform: Mapped[str | None] = mapped_column(String(32))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    utm_first_source: Mapped[str | None] = mapped_column(String(255))
+    utm_first_campaign: Mapped[str | None] = mapped_column(String(255))
+    utm_last_source: Mapped[str | None] = mapped_column(String(255))
+    utm_last_campaign: Mapped[str | None] = mapped_column(String(255))
+    cross_platforms: Mapped[str | None] = mapped_column(String(255))  # "google,meta": platforms credited
+    __table_args__ = (
+        Index("ix_rollup_conversions_time", "event_time", "source"),
+        Index("ix_rollup_conversions_anonymous_id", "anonymous_id"),
+        Index("ix_rollup_conversions_user_id", "user_id"),
+        TABLE_OPTS,
+    )
 
 
 def insert_ignore(table):

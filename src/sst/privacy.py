@@ -49,6 +49,7 @@ from sst.models import (
     Visitor,
 )
 from sst.operator import operator_name
+from sst.rollups import erasure as rollup_erasure
 
 logger = logging.getLogger(__name__)
 
@@ -344,9 +345,11 @@ def _erase_events(engine, s: Subject, counts: dict, pause: float) -> None:
                 shared = set(conn.execute(select(i.track_id).distinct().where(
                     i.track_id.in_(track_ids), i.event_id.notin_(ids),
                     i.event_id.notin_(select(e.id).where(cond)))).scalars())
+            own = track_ids - shared
+            rollup_erasure.before_deleting(conn, event_ids=ids, delivery_ids=dlv,
+                                           track_ids=sorted(own))
             counts["track_items"] += conn.execute(delete(items_t).where(
                 i.event_id.in_(ids))).rowcount
-            own = track_ids - shared
             if own:
                 conn.execute(delete(items_t).where(i.track_id.in_(own)))
                 counts["tracks_deleted"] += conn.execute(delete(tracks_t).where(
@@ -392,6 +395,8 @@ def forget(engine, s: Subject, *, pause: float = 0.0) -> dict:
     counts = dict.fromkeys(("events", "deliveries", "track_items", "tracks_deleted",
                             "tracks_anonymised"), 0)
     naming_events = _replays_naming_events(engine, s)
+    # Conversions of other devices their click ids or links credit: worked out again last.
+    credited = rollup_erasure.affected(engine, s.anon_ids, s.user_ids)
     _erase_events(engine, s, counts, pause)
     if s.anon_ids:
         counts["click_ids"] = _delete_where(engine, clicks_t, clicks_t.c.id,
@@ -412,6 +417,7 @@ def forget(engine, s: Subject, *, pause: float = 0.0) -> dict:
     counts["persons"] = _delete_where(engine, persons_t, persons_t.c.id,
                                       persons_t.c.id.in_(s.person_ids)
                                       if s.person_ids else None)
+    rollup_erasure.redo(engine, credited)
     _record_finish(engine, record, counts)
     logger.info("erasure %s (%s) done: %s", record, s.kind, counts)
     return counts
@@ -524,6 +530,7 @@ def purge(engine, policy: dict, *, now=None, pause: float = 0.0, progress=None,
                 elif table is events_t:
                     done += _delete_events(conn, keys)
                 elif table is tracks_t:
+                    rollup_erasure.before_deleting(conn, track_ids=keys)
                     conn.execute(delete(items_t).where(items_t.c.track_id.in_(keys)))
                     done += conn.execute(delete(table).where(pk.in_(keys))).rowcount
                 else:
@@ -539,6 +546,8 @@ def purge(engine, policy: dict, *, now=None, pause: float = 0.0, progress=None,
 
 def _delete_events(conn, ids) -> int:
     """Events with their deliveries and track items (the Exchange rows follow tracks_days)."""
+    rollup_erasure.before_deleting(conn, event_ids=ids, delivery_ids=list(conn.execute(
+        select(deliveries_t.c.id).where(deliveries_t.c.event_id.in_(ids))).scalars()))
     conn.execute(delete(items_t).where(items_t.c.event_id.in_(ids)))
     conn.execute(delete(deliveries_t).where(deliveries_t.c.event_id.in_(ids)))
     return conn.execute(delete(events_t).where(events_t.c.id.in_(ids))).rowcount

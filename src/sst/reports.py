@@ -26,7 +26,7 @@ Definitions (docs/reports.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import (
@@ -102,15 +102,21 @@ def _pkey(p: float) -> str:
 # --- events ---------------------------------------------------------------------------------
 
 
-def events_by_day(conn, window: Window) -> list[dict]:
-    """Events per UTC day and name ("$page", "$identify" ... for calls other than track)."""
+def event_name(e):
+    """SQL: the name the events report shows ("$page", "$identify" ... for calls other than
+    track)."""
+    return case((e.type == "track", e.event), else_=literal("$", String()) + e.type)
+
+
+def events_by_day(conn, window: Window, extra=()) -> list[dict]:
+    """Events per UTC day and name ("$page", "$identify" ... for calls other than track).
+    `extra`: more conditions on events (the rollups read the rows they do not cover)."""
     e = events_t.c
     day = func.date(e.event_time).label("day")
-    name = case((e.type == "track", e.event),
-                else_=literal("$", String()) + e.type).label("name")
+    name = event_name(e).label("name")
     q = (select(day, name, func.count().label("events"),
                 func.sum(case((e.is_bot, 1), else_=0)).label("bots"))
-         .where(*window.on(e.event_time))
+         .where(*window.on(e.event_time), *extra)
          .group_by(day, name).order_by(day, name))
     if window.source:
         q = q.where(e.source == window.source)
@@ -128,9 +134,21 @@ def deliveries(conn, window: Window) -> list[dict]:
     With a source, only its deliveries; the request columns are None then, because requests
     are not per source (one batch request carries events of several sources).
     """
-    d, t, e = deliveries_t.c, tracks_t.c, events_t.c
+    t = tracks_t.c
+    states = delivery_states(conn, window)
+    if window.source:
+        outcomes, hist = {}, {}
+    else:
+        outcomes, hist = request_histogram(conn, window.on(t.created_at))
+    return deliveries_table(window, states, outcomes, hist)
+
+
+def delivery_states(conn, window: Window, extra=()) -> dict:
+    """{destination: {state: deliveries}} of the deliveries whose event time is in the window
+    (and of its source); `extra`: more conditions on deliveries."""
+    d, e = deliveries_t.c, events_t.c
     q = (select(d.destination, d.state, func.count())
-         .where(*window.on(d.event_time)).group_by(d.destination, d.state))
+         .where(*window.on(d.event_time), *extra).group_by(d.destination, d.state))
     if window.source:
         # From the source's events in the window (a range of ix_events_time_name) to their
         # deliveries: MariaDB otherwise reads every delivery and looks its event up, 2x slower.
@@ -141,11 +159,13 @@ def deliveries(conn, window: Window) -> list[dict]:
     states: dict = {}
     for dest, state, n in conn.execute(q):
         states.setdefault(dest, {})[state] = int(n)
-    if window.source:
-        outcomes, latency = {}, {}
-    else:
-        outcomes, latency = _requests(conn, window.on(t.created_at))
+    return states
 
+
+def deliveries_table(window: Window, states: dict, outcomes: dict, hist: dict) -> list[dict]:
+    """The deliveries report from its counts: {dest: {state: n}}, {dest: {outcome: n}} and
+    {dest: {ms: n}} (request durations)."""
+    latency = {dest: _percentiles(buckets) for dest, buckets in hist.items() if buckets}
     out = []
     for dest in sorted(set(states) | set(outcomes)):
         st = states.get(dest, {})
@@ -160,8 +180,8 @@ def deliveries(conn, window: Window) -> list[dict]:
     return out
 
 
-def _requests(conn, conds) -> tuple[dict, dict]:
-    """({destination: {outcome: requests}}, {destination: {"p50_ms": ...}}) from one GROUP BY:
+def request_histogram(conn, conds) -> tuple[dict, dict]:
+    """({destination: {outcome: requests}}, {destination: {ms: requests}}) from one GROUP BY:
     requests per destination, outcome and duration to the millisecond.
 
     The answer is a histogram (at most one row per distinct millisecond), so it stays small
@@ -180,7 +200,7 @@ def _requests(conn, conds) -> tuple[dict, dict]:
         if value is not None:
             buckets = hist.setdefault(dest, {})
             buckets[float(value)] = buckets.get(float(value), 0) + int(n)
-    return outcomes, {dest: _percentiles(buckets) for dest, buckets in hist.items()}
+    return outcomes, hist
 
 
 def _percentiles(buckets: dict) -> dict:
@@ -200,7 +220,7 @@ def _percentiles(buckets: dict) -> dict:
 # --- attribution ----------------------------------------------------------------------------
 
 
-def _conversions(window: Window, names) -> select:
+def _conversions(conds) -> select:
     """One row per conversion: id, name, device, time, touch parameters and its Person (the
     Person of its userId, else the first Person its device is linked to, as in
     _verified_conversions)."""
@@ -223,15 +243,16 @@ def _conversions(window: Window, names) -> select:
     q = (select(e.id, e.event.label("name"), e.anonymous_id, e.event_time,
                 touch(cf, cf.c.first_seen_at, cf.c.param).label("first_param"),
                 touch(cl, cl.c.first_seen_at.desc(), cl.c.param).label("last_param"),
-                person.label("person"))
-         .where(*_conversion_filter(window, names)))
+                person.label("person"), e.source, e.user_id)
+         .where(*conds))
     return q
 
 
-def _conversion_filter(window: Window, names) -> list:
+def conversion_filter(window: Window, names, extra=()) -> list:
+    """SQL conditions: the conversions of the window (and `extra` conditions on events)."""
     e = events_t.c
     conds = [e.type == "track", e.event.in_(list(names)), e.is_bot == false(),
-             *window.on(e.event_time)]
+             *window.on(e.event_time), *extra]
     if window.source:
         conds.append(e.source == window.source)
     return conds
@@ -242,45 +263,89 @@ def _ranked(counts: dict, key: str) -> list[dict]:
             for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))]
 
 
+@dataclass
+class AttributionCounts:
+    """What the attribution report is made of; counts of disjoint sets of conversions add
+    up (the rollups add the rolled-up part and the raw rest)."""
+
+    cube: dict = field(default_factory=dict)  # (name, first, last, verified) -> conversions
+    utm_first: dict = field(default_factory=dict)  # (utm_source, utm_campaign) -> conversions
+    utm_last: dict = field(default_factory=dict)
+    cross_by: dict = field(default_factory=dict)  # platform -> conversions
+    cross_total: int = 0
+
+    def add(self, other: AttributionCounts) -> AttributionCounts:
+        for mine, theirs in ((self.cube, other.cube), (self.utm_first, other.utm_first),
+                             (self.utm_last, other.utm_last), (self.cross_by, other.cross_by)):
+            for k, n in theirs.items():
+                mine[k] = mine.get(k, 0) + n
+        self.cross_total += other.cross_total
+        return self
+
+
 def attribution(conn, window: Window, conversion_events=DEFAULT_CONVERSION_EVENTS) -> dict:
     """Conversions by first/last-touch platform and UTM, verified vs anonymous, and the
     share credited across devices through a verified phone."""
     names = list(conversion_events)
-    conv = _conversions(window, names).subquery("conv")
+    return attribution_table(names, attribution_counts(conn, conversion_filter(window, names)))
+
+
+def attribution_counts(conn, conds) -> AttributionCounts:
+    """The counts of the conversions that match `conds` (conversion_filter)."""
+    out = AttributionCounts()
+    conv = _conversions(conds).subquery("conv")
     first_p = platform_of(conv.c.first_param).label("first_platform")
     last_p = platform_of(conv.c.last_param).label("last_platform")
     verified = case((conv.c.person.is_not(None), 1), else_=0).label("verified")
-    cube = conn.execute(select(conv.c.name, first_p, last_p, verified, func.count())
-                        .group_by(conv.c.name, first_p, last_p, verified)).all()
-    total = by_verified = 0
-    by_event, by_first, by_last = {}, {}, {}
-    for name, first, last, ver, n in cube:
-        n = int(n)
-        total += n
-        by_verified += n if ver else 0
-        by_event[name] = by_event.get(name, 0) + n
-        by_first[first] = by_first.get(first, 0) + n
-        by_last[last] = by_last.get(last, 0) + n
-
-    utm = {}
-    ut = utm_touches_t
-    for which, order in (("utm_first", (ut.c.at, ut.c.id)),
-                         ("utm_last", (ut.c.at.desc(), ut.c.id.desc()))):
-        # The device's first / last UTM touch at or before the conversion: never one after.
-        touch_id = (select(ut.c.id).where(ut.c.anonymous_id == conv.c.anonymous_id,
-                                          ut.c.at <= conv.c.event_time)
-                    .order_by(*order).limit(1).scalar_subquery())
-        picked = select(conv.c.id, touch_id.label("touch_id")).subquery(which)
-        t = ut.alias(f"{which}_t")
+    for name, first, last, ver, n in conn.execute(
+            select(conv.c.name, first_p, last_p, verified, func.count())
+            .group_by(conv.c.name, first_p, last_p, verified)):
+        out.cube[(name, first, last, bool(ver))] = int(n)
+    for which, picked in _utm_touch_ids(conv).items():
+        t = utm_touches_t.alias(f"{which}_t")
         src, camp = t.c.utm_source.label("utm_source"), t.c.utm_campaign.label("utm_campaign")
         rows = conn.execute(
             select(src, camp, func.count().label("n"))
             .select_from(outerjoin(picked, t, t.c.id == picked.c.touch_id))
             .group_by(src, camp)).all()
-        utm[which] = [{"utm_source": s, "utm_campaign": c, "conversions": int(n)}
-                      for s, c, n in sorted(rows, key=lambda r: (-r.n, r[0] or "", r[1] or ""))]
+        getattr(out, which).update({(s, c): int(n) for s, c, n in rows})
+    out.cross_by, out.cross_total = _cross_device(conn, conds)
+    return out
 
-    cross_by, cross_total = _cross_device(conn, window, names)
+
+def _utm_touch_ids(conv) -> dict:
+    """{"utm_first": (conversion id, touch_id), "utm_last": ...} subqueries: the device's
+    first / last UTM touch at or before the conversion, never one after."""
+    ut = utm_touches_t
+    out = {}
+    for which, order in (("utm_first", (ut.c.at, ut.c.id)),
+                         ("utm_last", (ut.c.at.desc(), ut.c.id.desc()))):
+        touch_id = (select(ut.c.id).where(ut.c.anonymous_id == conv.c.anonymous_id,
+                                          ut.c.at <= conv.c.event_time)
+                    .order_by(*order).limit(1).scalar_subquery())
+        out[which] = select(conv.c.id, touch_id.label("touch_id")).subquery(which)
+    return out
+
+
+def attribution_table(names: list, counts: AttributionCounts) -> dict:
+    """The attribution report from its counts."""
+    total = by_verified = 0
+    by_event, by_first, by_last = {}, {}, {}
+    for (name, first, last, ver), n in counts.cube.items():
+        if not n:
+            continue
+        total += n
+        by_verified += n if ver else 0
+        by_event[name] = by_event.get(name, 0) + n
+        by_first[first] = by_first.get(first, 0) + n
+        by_last[last] = by_last.get(last, 0) + n
+    utm = {which: [{"utm_source": s, "utm_campaign": c, "conversions": n}
+                   for (s, c), n in sorted(found.items(),
+                                           key=lambda kv: (-kv[1], kv[0][0] or "",
+                                                           kv[0][1] or "")) if n]
+           for which, found in (("utm_first", counts.utm_first),
+                                ("utm_last", counts.utm_last))}
+    cross_total = counts.cross_total
     return {
         "conversion_events": names,
         "conversions": total,
@@ -292,11 +357,12 @@ def attribution(conn, window: Window, conversion_events=DEFAULT_CONVERSION_EVENT
         **utm,
         "cross_device": {"conversions": cross_total,
                          "share": round(cross_total / total, 4) if total else 0.0,
-                         "by_platform": _ranked(cross_by, "platform")},
+                         "by_platform": _ranked({p: n for p, n in counts.cross_by.items() if n},
+                                                "platform")},
     }
 
 
-def _verified_conversions(window: Window, names) -> select:
+def _verified_conversions(conds) -> select:
     """(id, anonymous_id, event_time, person) of the conversions that have a Person.
 
     Joins rather than correlated subqueries, and GROUP BY: the database materialises this
@@ -310,16 +376,39 @@ def _verified_conversions(window: Window, names) -> select:
          .select_from(events_t.outerjoin(pv, pv.c.user_id == e.user_id)
                       .outerjoin(linked, and_(lk.c.anonymous_id == e.anonymous_id,
                                               lk.c.kind.in_(PERSON_LINKS))))
-         .where(*_conversion_filter(window, names))
+         .where(*conds)
          .group_by(e.id, e.anonymous_id, e.event_time)
          .having(person.is_not(None)))
     return q
 
 
-def _cross_device(conn, window: Window, names) -> tuple[dict, int]:
+def _cross_device(conn, conds) -> tuple[dict, int]:
     """({platform: conversions credited through another device of the Person}, conversions
     with at least one such platform)."""
-    conv = _verified_conversions(window, names).subquery("vconv")
+    joined, platform, own_has, conv = _cross_device_join(conds)
+    by_platform = {p: int(n) for p, n in conn.execute(
+        select(platform.label("platform"), func.count(distinct(conv.c.id)))
+        .select_from(joined).where(~own_has).group_by(platform))}
+    total = conn.execute(select(func.count(distinct(conv.c.id))).select_from(joined)
+                         .where(~own_has)).scalar() or 0
+    return by_platform, int(total)
+
+
+def cross_device_platforms(conn, conds) -> dict:
+    """{conversion id: {platform credited across devices}} (the rollups keep it per
+    conversion)."""
+    joined, platform, own_has, conv = _cross_device_join(conds)
+    out: dict = {}
+    for cid, p in conn.execute(select(conv.c.id, platform.label("platform")).distinct()
+                               .select_from(joined).where(~own_has)):
+        out.setdefault(cid, set()).add(p)
+    return out
+
+
+def _cross_device_join(conds):
+    """(joined, platform, own_has, conv): a verified conversion joined to the click ids of
+    the Person's other devices before it, and whether its own device had that platform."""
+    conv = _verified_conversions(conds).subquery("vconv")
     lo, co, cown = links_t.alias("lo"), clicks_t.alias("co"), clicks_t.alias("cown")
     platform = platform_of(co.c.param)
     other_device = or_(conv.c.anonymous_id.is_(None), lo.c.anonymous_id != conv.c.anonymous_id)
@@ -331,12 +420,7 @@ def _cross_device(conn, window: Window, names) -> tuple[dict, int]:
     own_has = exists().where(cown.c.anonymous_id == conv.c.anonymous_id,
                              platform_of(cown.c.param) == platform,
                              cown.c.first_seen_at <= conv.c.event_time)
-    by_platform = {p: int(n) for p, n in conn.execute(
-        select(platform.label("platform"), func.count(distinct(conv.c.id)))
-        .select_from(joined).where(~own_has).group_by(platform))}
-    total = conn.execute(select(func.count(distinct(conv.c.id))).select_from(joined)
-                         .where(~own_has)).scalar() or 0
-    return by_platform, int(total)
+    return joined, platform, own_has, conv
 
 
 # --- reconciliation -------------------------------------------------------------------------
@@ -351,33 +435,62 @@ def reconciliation(conn, window: Window) -> list[dict]:
     the time of the request, not of the event: what a platform answered that day.
     """
     t = tracks_t.c
+    sums = reconciliation_sums(conn, window.on(t.created_at))
+    return reconciliation_table(sums, reasons_rows(conn, window.on(t.created_at)))
+
+
+def reconciliation_sums(conn, conds) -> dict:
+    """{(destination, day): [sent, accepted, rejected]} of the requests that match `conds`
+    and carried events_sent > 0."""
+    t = tracks_t.c
     day = func.date(t.created_at).label("day")
-    conds = [*window.on(t.created_at), t.events_sent > 0]
     rows = conn.execute(
         select(t.destination, day, func.sum(t.events_sent).label("sent"),
                func.sum(func.coalesce(t.events_accepted, 0)).label("accepted"),
                func.sum(func.coalesce(t.events_rejected, 0)).label("rejected"))
-        .where(*conds).group_by(t.destination, day).order_by(t.destination, day)).all()
+        .where(*conds, t.events_sent > 0).group_by(t.destination, day)).all()
+    return {(r.destination, str(r.day)): [int(r.sent), int(r.accepted), int(r.rejected)]
+            for r in rows}
+
+
+REASON_ROWS = 2000  # the latest requests with platform reasons that reconciliation reads
+
+
+def reasons_rows(conn, conds) -> list[tuple]:
+    """[(created_at, destination, reasons)] of the latest REASON_ROWS requests that match
+    `conds` and carried platform reasons, newest first."""
+    t = tracks_t.c
+    return [tuple(r) for r in conn.execute(
+        select(t.created_at, t.destination, t.platform_reasons)
+        .where(*conds, t.events_sent > 0, t.platform_reasons.is_not(None))
+        .order_by(t.created_at.desc()).limit(REASON_ROWS))]
+
+
+def reconciliation_table(sums: dict, reason_rows: list) -> list[dict]:
+    """The reconciliation report from its sums and its reason rows (newest first)."""
     reasons: dict = {}
-    for dest, d, found in conn.execute(
-            select(t.destination, day, t.platform_reasons)
-            .where(*conds, t.platform_reasons.is_not(None))
-            .order_by(t.created_at.desc()).limit(2000)):
-        seen = reasons.setdefault((dest, str(d)), [])
+    for created_at, dest, found in reason_rows:
+        seen = reasons.setdefault((dest, str(_day(created_at))), [])
         for reason in found or []:
             if reason not in seen and len(seen) < MAX_REASONS:
                 seen.append(reason)
     out = []
-    for r in rows:
-        sent, accepted, rejected = int(r.sent), int(r.accepted), int(r.rejected)
+    for (dest, day), (sent, accepted, rejected) in sorted(sums.items()):
         out.append({
-            "destination": r.destination, "day": str(r.day), "sent": sent,
+            "destination": dest, "day": day, "sent": sent,
             "accepted": accepted, "rejected": rejected,
             "unconfirmed": max(sent - accepted - rejected, 0),
             "acceptance": round(accepted / sent, 4) if sent else None,
-            "reasons": reasons.get((r.destination, str(r.day)), []),
+            "reasons": reasons.get((dest, day), []),
         })
     return out
+
+
+def _day(value):
+    """The UTC day of a stored time (a datetime, or SQLite's text)."""
+    if isinstance(value, str):
+        return value[:10]
+    return value.date()
 
 
 # --- all together ---------------------------------------------------------------------------

@@ -282,10 +282,10 @@ from sst.cli.events import events  # noqa: E402
 from sst.cli.identity import identity  # noqa: E402
 from sst.cli.ops import alerts, status  # noqa: E402
 from sst.cli.privacy import forget, purge  # noqa: E402
-from sst.cli.reports import report  # noqa: E402
+from sst.cli.reports import report, rollups  # noqa: E402
 
 for _command in (events, worker, sweep, tracks, preview, replay, destination, queue, identity,
-                 status, alerts, audience, forget, purge, report):
+                 status, alerts, audience, forget, purge, report, rollups):
     main.add_command(_command)
 
 

@@ -12,6 +12,9 @@ from flask.cli import with_appcontext
 from sst import reports
 from sst.cli.common import app_state, parse_time
 from sst.clock import utcnow
+from sst.rollups import passes
+from sst.rollups import read as rollup_read
+from sst.rollups import state as rollup_state
 
 
 def _pct(part, whole):
@@ -114,8 +117,10 @@ def render_csv(table) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.option("--csv", "as_csv", is_flag=True,
               help="CSV; with several tables each starts with a '# name' line.")
+@click.option("--raw", is_flag=True,
+              help="Scan the raw rows only, not the rollups (the same answer, slower).")
 @with_appcontext
-def report(which, since, until, source, conversion_events, as_json, as_csv):
+def report(which, since, until, source, conversion_events, as_json, as_csv, raw):
     """Reports: events by day, deliveries by destination, conversion attribution, and what
     each platform accepted (reconciliation).
 
@@ -129,7 +134,8 @@ def report(which, since, until, source, conversion_events, as_json, as_csv):
     window = reports.Window(since, until or utcnow(), source)
     names = list(conversion_events) or reports.configured_conversion_events(current_app.config)
     which = reports.REPORTS if which == "all" else (which,)
-    data = reports.run(app_state().engine, window, which, names)
+    run = reports.run if raw else rollup_read.run
+    data = run(app_state().engine, window, which, names)
     if as_json:
         click.echo(dumps(data))
         return
@@ -144,3 +150,48 @@ def report(which, since, until, source, conversion_events, as_json, as_csv):
     click.echo(f"window {w['since']} .. {w['until']}"
                + (f", source {w['source']}" if w["source"] else ""))
     click.echo("\n\n".join(render_text(t) for t in parts))
+
+
+@click.group("rollups")
+def rollups():
+    """The daily rollups `sst report` and /admin read (the worker keeps them current)."""
+
+
+@rollups.command("rebuild")
+@with_appcontext
+def rollups_rebuild():
+    """Empty the rollups and roll every stored row up again (after a restore, or to check
+    them); reports stay exact meanwhile, reading raw what is not rolled up yet."""
+    import time
+
+    names = reports.configured_conversion_events(current_app.config)
+    t = time.perf_counter()
+
+    def progress(name, last_id):
+        click.echo(f"  {name}: up to id {last_id:,}", err=True)
+
+    counts = passes.rebuild(app_state().engine, names, progress=progress)
+    click.echo(f"rebuilt in {time.perf_counter() - t:.1f} s "
+               f"({counts['conversion_rows']:,} conversions); seconds per rollup: "
+               + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "conversion_rows"))
+
+
+@rollups.command("run")
+@click.option("--settle", default=0.0, show_default=True,
+              help="Seconds a new id must have been seen before it is rolled up.")
+@with_appcontext
+def rollups_run(settle):
+    """One incremental pass now, until everything is rolled up."""
+    names = reports.configured_conversion_events(current_app.config)
+    n = passes.run_pass(app_state().engine, names, settle=settle, budget=float("inf"))
+    click.echo(f"rolled up {n:,} ids")
+
+
+@rollups.command("status")
+@with_appcontext
+def rollups_status():
+    """Each rollup's watermark (the highest id it covers)."""
+    with app_state().engine.connect() as conn:
+        for name in ("events", "deliveries", "tracks", "conversions", "conv_links",
+                     "conv_persons", "conv_clicks", "conv_utm"):
+            click.echo(f"{name:<12} {rollup_state.read(conn, name).last_id:>14,}")

@@ -17,6 +17,7 @@ from sst.clock import from_db, to_db, utcnow
 from sst.delivery.outbox import enqueue_groups
 from sst.models import Delivery, Event, Replay
 from sst.operator import operator_name
+from sst.rollups import deliveries as rollup_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,8 @@ def _hand_over(state, conn, groups, enqueue, now) -> int:
     d = deliveries_t.c
     replayed = {"retry_base": d.attempts, "next_attempt_at": to_db(now), "reason": "replayed",
                 "claim": None, "locked_until": None}
+    # The rows leave their final state: out of the deliveries rollup first (its lock).
+    rollup_deliveries.reopen(conn, [i for items in groups.values() for i, _ in items], now)
     if enqueue is None:
         ids = [i for items in groups.values() for i, _ in items]
         conn.execute(update(deliveries_t).where(d.id.in_(ids))

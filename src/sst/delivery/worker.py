@@ -15,6 +15,7 @@ from sst.config import QUEUE
 from sst.delivery.outbox import relay, sweep
 from sst.delivery.sender import process
 from sst.ops.alerts import run_alerts
+from sst.rollups.passes import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ def purge_bodies(app) -> None:
 def start_embedded_worker(app, poll: float = 0.5, sweep_every: float = 30.0):
     """A daemon thread that plays the worker for `sst dev`."""
     state = app.extensions["sst"]
+    roll_up = Periodic()  # the reports' rollups, kept current off the request path
 
     def loop():
         last_sweep = 0.0
@@ -135,6 +137,7 @@ def start_embedded_worker(app, poll: float = 0.5, sweep_every: float = 30.0):
         while True:
             try:
                 with app.app_context():
+                    roll_up(app)
                     if time.monotonic() - last_sweep > sweep_every:
                         sweep(state)
                         last_sweep = time.monotonic()
@@ -201,6 +204,7 @@ def run_worker(app, *, burst: bool = False, queues=(QUEUE,), worker_class: str =
                 return
 
     stop = threading.Event()
+    roll_up = Periodic()  # the reports' rollups, kept current off the request path
 
     def relay_loop():
         last_sweep = 0.0
@@ -208,6 +212,7 @@ def run_worker(app, *, burst: bool = False, queues=(QUEUE,), worker_class: str =
         while not stop.is_set():
             try:
                 with app.app_context():
+                    roll_up(app)
                     if time.monotonic() - last_sweep > sweep_every:
                         sweep(state, alive)
                         last_sweep = time.monotonic()

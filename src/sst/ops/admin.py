@@ -23,6 +23,7 @@ from sst.identity.hashing import mask_hashes
 from sst.models import Delivery, Event, Exchange, ExchangeItem
 from sst.ops import charts
 from sst.ops.status import delivery_backlog, destination_status, no_destination_note
+from sst.rollups import read as rollup_read
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
@@ -207,8 +208,8 @@ def reports_page():
         return render_template("admin/reports.html", error=error, args=request.args,
                                sources=_source_names()), 400
     window = reports.Window(since, until or utcnow(), source)
-    data = reports.run(current_state().engine, window,
-                       conversion_events=reports.configured_conversion_events(current_app.config))
+    data = rollup_read.run(current_state().engine, window, conversion_events=reports
+                           .configured_conversion_events(current_app.config))
     return render_template("admin/reports.html", data=data, args=request.args,
                            sources=_source_names(), charts=_report_charts(data))
 
@@ -221,8 +222,8 @@ def reconciliation_page():
     if error:
         since = utcnow() - timedelta(days=7)
     window = reports.Window(since, utcnow())
-    with current_state().engine.connect() as conn:
-        rows = reports.reconciliation(conn, window)
+    rows = rollup_read.run(current_state().engine, window,
+                           ("reconciliation",))["reconciliation"]
     return render_template("admin/reconciliation.html", rows=rows, error=error,
                            since=request.args.get("since", "7d")), 400 if error else 200
 
