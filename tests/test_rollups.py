@@ -175,7 +175,7 @@ def test_rebuild_gives_the_rollups_the_pass_built(app):
             out = {}
             for name in tables:
                 t = db.metadata.tables[name]
-                cols = [c for c in t.c if c.name != "id"]
+                cols = [c for c in t.c if c.name not in ("id", "k")]
                 sums = {}
                 for row in conn.execute(select(*cols)):
                     *keys, = row

@@ -361,12 +361,14 @@ class RollupEvent(db.Model):
 
     __tablename__ = "rollup_events"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    k: Mapped[str] = mapped_column(String(40))  # digest of the key columns (counters)
     day: Mapped[object] = mapped_column(Date)
     source: Mapped[str] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(255))
     events: Mapped[int] = mapped_column(BigInteger, default=0)
     bots: Mapped[int] = mapped_column(BigInteger, default=0)
-    __table_args__ = (Index("ix_rollup_events_day", "day", "source"), TABLE_OPTS)
+    __table_args__ = (Index("uq_rollup_events_k", "k", unique=True),
+                      Index("ix_rollup_events_day", "day", "source"), TABLE_OPTS)
 
 
 class RollupDelivery(db.Model):
@@ -374,12 +376,14 @@ class RollupDelivery(db.Model):
 
     __tablename__ = "rollup_deliveries"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    k: Mapped[str] = mapped_column(String(40))  # digest of the key columns (counters)
     day: Mapped[object] = mapped_column(Date)
     source: Mapped[str] = mapped_column(String(64))
     destination: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
     n: Mapped[int] = mapped_column(BigInteger, default=0)
-    __table_args__ = (Index("ix_rollup_deliveries_day", "day", "source"), TABLE_OPTS)
+    __table_args__ = (Index("uq_rollup_deliveries_k", "k", unique=True),
+                      Index("ix_rollup_deliveries_day", "day", "source"), TABLE_OPTS)
 
 
 class RollupOpenDelivery(db.Model):
@@ -397,6 +401,7 @@ class RollupRequest(db.Model):
 
     __tablename__ = "rollup_requests"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    k: Mapped[str] = mapped_column(String(40))  # digest of the key columns (counters)
     day: Mapped[object] = mapped_column(Date)
     destination: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
@@ -406,7 +411,8 @@ class RollupRequest(db.Model):
     sent: Mapped[int] = mapped_column(BigInteger, default=0)
     accepted: Mapped[int] = mapped_column(BigInteger, default=0)
     rejected: Mapped[int] = mapped_column(BigInteger, default=0)
-    __table_args__ = (Index("ix_rollup_requests_day", "day"), TABLE_OPTS)
+    __table_args__ = (Index("uq_rollup_requests_k", "k", unique=True),
+                      Index("ix_rollup_requests_day", "day"), TABLE_OPTS)
 
 
 class RollupOpenTrack(db.Model):

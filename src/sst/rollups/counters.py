@@ -1,17 +1,41 @@
-"""Add to (or take from) one counter row of a rollup table, keyed by some columns."""
+"""Add to (or take from) the counter rows of a rollup table, many at once.
+
+Each counter row has a unique key `k`: a digest of its key columns (day, source, name ...;
+a NULL name and an empty one differ). One multi-row upsert adds a whole batch's counts:
+INSERT ... ON DUPLICATE KEY UPDATE on MariaDB, INSERT ... ON CONFLICT DO UPDATE on SQLite.
+A histogram of request durations has thousands of keys per day; one statement per key
+was 20 s for 50,000 events' requests.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import insert, update
+import hashlib
+import json
+
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+CHUNK = 1000
 
 
-def bump(conn, table, keys: dict, counts: dict) -> None:
-    """counts[k] += n on the row with these keys (NULL keys match NULL), inserting it when
-    missing. Two passes never run at once (rollups.state.lock), so UPDATE-then-INSERT
-    cannot race."""
-    c = table.c
-    where = [c[k].is_(None) if v is None else c[k] == v for k, v in keys.items()]
-    res = conn.execute(update(table).where(*where)
-                       .values({k: c[k] + n for k, n in counts.items()}))
-    if not res.rowcount:
-        conn.execute(insert(table), {**keys, **counts})
+def key_of(keys: dict) -> str:
+    return hashlib.sha1(json.dumps([str(v) if v is not None and not isinstance(
+        v, int | float | str) else v for v in keys.values()]).encode()).hexdigest()
+
+
+def bump(conn, table, rows: list[tuple[dict, dict]]) -> None:
+    """For each (keys, counts): counts[c] += n on the row with these keys, inserted when
+    missing."""
+    if not rows:
+        return
+    params = [{**keys, **counts, "k": key_of(keys)} for keys, counts in rows]
+    names = list(rows[0][1])
+    if conn.dialect.name in ("mysql", "mariadb"):
+        stmt = mysql_insert(table)
+        stmt = stmt.on_duplicate_key_update({c: table.c[c] + stmt.inserted[c] for c in names})
+    else:
+        stmt = sqlite_insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["k"], set_={c: table.c[c] + stmt.excluded[c] for c in names})
+    for i in range(0, len(params), CHUNK):
+        conn.execute(stmt, params[i:i + CHUNK])

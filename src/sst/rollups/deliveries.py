@@ -38,10 +38,10 @@ def _add(conn, conds, sign: int) -> None:
     q = (select(day, source, d.destination, d.state, func.count().label("n"))
          .select_from(deliveries_t.outerjoin(events_t, e.id == d.event_id))
          .where(*conds).group_by("day", "source", d.destination, d.state))
-    for r in conn.execute(q.with_for_update() if sign < 0 else q):
-        bump(conn, rollup_t, {"day": days.as_date(r.day), "source": r.source,
-                              "destination": r.destination, "state": r.state},
-             {"n": sign * int(r.n)})
+    bump(conn, rollup_t, [
+        ({"day": days.as_date(r.day), "source": r.source, "destination": r.destination,
+          "state": r.state}, {"n": sign * int(r.n)})
+        for r in conn.execute(q.with_for_update() if sign < 0 else q)])
 
 
 def roll(conn, upto: int, batch: int) -> int:

@@ -29,9 +29,10 @@ def _grouped(conn, conds):
 
 def add(conn, conds, sign: int = 1) -> None:
     """Add (sign -1: take out) the events that match `conds` to the daily counters."""
-    for r in _grouped(conn, conds):
-        bump(conn, rollup_t, {"day": days.as_date(r.day), "source": r.source, "name": r.name},
-             {"events": sign * int(r.events), "bots": sign * int(r.bots or 0)})
+    bump(conn, rollup_t, [
+        ({"day": days.as_date(r.day), "source": r.source, "name": r.name},
+         {"events": sign * int(r.events), "bots": sign * int(r.bots or 0)})
+        for r in _grouped(conn, conds)])
 
 
 def roll(conn, upto: int, batch: int) -> int:

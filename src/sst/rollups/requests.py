@@ -40,12 +40,12 @@ def _add(conn, conds, sign: int) -> None:
                    .label("rejected"))
          .where(*conds).group_by("day", t.destination, t.outcome, "ms"))
     # Taking out reads the rows' latest version (a locking read), not an older snapshot's.
-    for r in conn.execute(q.with_for_update() if sign < 0 else q):
-        bump(conn, rollup_t, {"day": days.as_date(r.day), "destination": r.destination,
-                              "outcome": r.outcome,
-                              "ms": None if r.ms is None else float(r.ms)},
-             {k: sign * int(getattr(r, k) or 0)
-              for k in ("n", "recon_n", "sent", "accepted", "rejected")})
+    bump(conn, rollup_t, [
+        ({"day": days.as_date(r.day), "destination": r.destination, "outcome": r.outcome,
+          "ms": None if r.ms is None else float(r.ms)},
+         {k: sign * int(getattr(r, k) or 0)
+          for k in ("n", "recon_n", "sent", "accepted", "rejected")})
+        for r in conn.execute(q.with_for_update() if sign < 0 else q)])
     if sign > 0:
         rows = conn.execute(select(t.id, t.destination, t.created_at, t.platform_reasons)
                             .where(*conds, recon, t.platform_reasons.is_not(None))).all()

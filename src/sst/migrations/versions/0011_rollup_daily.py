@@ -38,20 +38,24 @@ def upgrade():
     op.create_table(
         'rollup_events',
         sa.Column('id', BigId, primary_key=True, autoincrement=True),
+        sa.Column('k', sa.String(40), nullable=False),
         sa.Column('day', sa.Date(), nullable=False),
         sa.Column('source', sa.String(64), nullable=False),
         sa.Column('name', sa.String(255), nullable=True),
         sa.Column('events', sa.BigInteger(), nullable=False),
         sa.Column('bots', sa.BigInteger(), nullable=False), **OPTS)
+    op.create_index('uq_rollup_events_k', 'rollup_events', ['k'], unique=True)
     op.create_index('ix_rollup_events_day', 'rollup_events', ['day', 'source'])
     op.create_table(
         'rollup_deliveries',
         sa.Column('id', BigId, primary_key=True, autoincrement=True),
+        sa.Column('k', sa.String(40), nullable=False),
         sa.Column('day', sa.Date(), nullable=False),
         sa.Column('source', sa.String(64), nullable=False),
         sa.Column('destination', sa.String(64), nullable=False),
         sa.Column('state', sa.String(16), nullable=False),
         sa.Column('n', sa.BigInteger(), nullable=False), **OPTS)
+    op.create_index('uq_rollup_deliveries_k', 'rollup_deliveries', ['k'], unique=True)
     op.create_index('ix_rollup_deliveries_day', 'rollup_deliveries', ['day', 'source'])
     op.create_table(
         'rollup_open_deliveries',
@@ -60,12 +64,14 @@ def upgrade():
     op.create_table(
         'rollup_requests',
         sa.Column('id', BigId, primary_key=True, autoincrement=True),
+        sa.Column('k', sa.String(40), nullable=False),
         sa.Column('day', sa.Date(), nullable=False),
         sa.Column('destination', sa.String(64), nullable=False),
         sa.Column('outcome', sa.String(16), nullable=False),
         sa.Column('ms', sa.Double(), nullable=True),
         *[sa.Column(c, sa.BigInteger(), nullable=False)
           for c in ('n', 'recon_n', 'sent', 'accepted', 'rejected')], **OPTS)
+    op.create_index('uq_rollup_requests_k', 'rollup_requests', ['k'], unique=True)
     op.create_index('ix_rollup_requests_day', 'rollup_requests', ['day'])
     op.create_table(
         'rollup_open_tracks',
