@@ -224,3 +224,45 @@ def test_a_pass_waits_for_ids_to_settle(app):
     with engine.connect() as conn:
         assert state.read(conn, "events").last_id == 20
     assert_same(engine, 14)
+
+
+def test_the_upgrade_backfills_the_rollups_of_a_database_with_history(tmp_path):
+    from sst import create_app, migrate
+    from support.apps import base_config
+
+    app = create_app(base_config(DATABASE_URL=f"sqlite:///{tmp_path / 'old.sqlite'}",
+                                 CONVERSION_EVENTS=NAMES))
+    with app.app_context():
+        migrate.upgrade("0010_perf")  # a database from before the rollups, with history
+        h = rollup_data.History(db.engine, seed=8)
+        h.identities()
+        h.events(120)
+        migrate.upgrade()
+        with db.engine.connect() as conn:
+            assert state.read(conn, "events").last_id == 120
+            assert state.read(conn, "conversions").info == {"names": sorted(NAMES)}
+        assert_same(db.engine, 15)
+        db.engine.dispose()
+
+
+def test_cli_report_reads_the_rollups_and_rollups_commands(app):
+    import json
+
+    from sst.cli.reports import report, rollups
+
+    h = rollup_data.History(db.engine, seed=6)
+    h.identities()
+    h.events(80)
+    runner = app.test_cli_runner()
+    res = runner.invoke(rollups, ["run"])
+    assert res.exit_code == 0, res.output
+    assert "rolled up" in res.output
+    args = ["--since", "2026-10-30", "--until", "2026-11-08T05:00:00", "--json"]
+    rolled = json.loads(runner.invoke(report, args).output)
+    raw = json.loads(runner.invoke(report, [*args, "--raw"]).output)
+    assert rolled == raw and rolled["events"]
+    res = runner.invoke(rollups, ["rebuild"])
+    assert res.exit_code == 0, res.output
+    assert "rebuilt" in res.output
+    res = runner.invoke(rollups, ["status"])
+    assert "events" in res.output and "80" in res.output
