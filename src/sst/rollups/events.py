@@ -35,8 +35,9 @@ def add(conn, conds, sign: int = 1) -> None:
         for r in _grouped(conn, conds)])
 
 
-def roll(conn, upto: int, batch: int) -> int:
-    """Roll up events with ids in (watermark, min(upto, watermark + batch)]; how many ids."""
+def roll(conn, upto: int, batch: int, recheck: bool = True) -> int:
+    """Roll up events with ids in (watermark, min(upto, watermark + batch)]; how many ids.
+    (`recheck`: events have no open list.)"""
     lo = state.read(conn, NAME).last_id
     hi = min(upto, lo + batch)
     if hi <= lo:

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 BATCH = 5000  # ids a pass reads per rollup per transaction: short transactions
 TABLE_OF = {events.NAME: reports.events_t, deliveries.NAME: reports.deliveries_t,
             requests.NAME: reports.tracks_t}
+ROLL = {events.NAME: events.roll, deliveries.NAME: deliveries.roll,
+        requests.NAME: requests.roll}
 ROLLUP_TABLES = (RollupEvent, RollupDelivery, RollupOpenDelivery, RollupRequest,
                  RollupOpenTrack, RollupReason, RollupConversion)
 
@@ -57,8 +59,7 @@ def run_pass(engine, conversion_events, *, settle: float = state.SETTLE_SECONDS,
             done = 0
             for name, table in TABLE_OF.items():
                 upto = state.settled(conn, name, table.c.id, now, settle)
-                done += {events.NAME: events.roll, deliveries.NAME: deliveries.roll,
-                         requests.NAME: requests.roll}[name](conn, upto, batch)
+                done += ROLL[name](conn, upto, batch)
             upto = {k: state.settled(conn, k, t.c.id, now, settle)
                     for k, t in _conversion_tables().items()}
             done += conversions.roll(conn, names, upto, batch)
@@ -86,14 +87,16 @@ def rebuild(bind, conversion_events, *, batch: int = 50000, progress=None) -> di
             state.save(conn, name, last_id=0, horizon=None, horizon_at=None)
         state.save(conn, conversions.NAME, info=None)
     for name, table in TABLE_OF.items():
-        roll = {events.NAME: events.roll, deliveries.NAME: deliveries.roll,
-                requests.NAME: requests.roll}[name]
+        roll = ROLL[name]
         t0 = time.perf_counter()
         while True:
             with _tx(bind) as conn:
                 state.lock(conn, utcnow())
                 upto = state.settled(conn, name, table.c.id, utcnow(), 0)
-                if not roll(conn, upto, batch):
+                # The open list is checked once the ids are done, not per batch: it only
+                # grows during a rebuild, and checking it each time made it quadratic.
+                done = roll(conn, upto, batch, recheck=False) or roll(conn, upto, batch)
+                if not done:
                     break
                 if progress:
                     progress(name, state.read(conn, name).last_id)

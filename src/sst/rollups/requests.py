@@ -55,7 +55,7 @@ def _add(conn, conds, sign: int) -> None:
                  "reasons": r.platform_reasons} for r in rows])
 
 
-def roll(conn, upto: int, batch: int) -> int:
+def roll(conn, upto: int, batch: int, recheck: bool = True) -> int:
     t = tracks_t.c
     lo = state.read(conn, NAME).last_id
     hi = min(upto, lo + batch)
@@ -69,6 +69,8 @@ def roll(conn, upto: int, batch: int) -> int:
             conn.execute(insert(open_t), [{"track_id": i} for i in waiting])
         state.save(conn, NAME, last_id=hi)
         done = hi - lo
+    if not recheck:  # a rebuild checks the open list once, at its end
+        return done
     answered = list(conn.execute(
         select(open_t.c.track_id).join(tracks_t, t.id == open_t.c.track_id)
         .where(t.outcome != IN_FLIGHT).limit(batch)).scalars())
