@@ -254,14 +254,14 @@ def test_cli_report_reads_the_rollups_and_rollups_commands(app):
     h.identities()
     h.events(80)
     runner = app.test_cli_runner()
-    res = runner.invoke(rollups, ["run"])
+    res = runner.invoke(rollups, ["run", "--settle", "0"])
     assert res.exit_code == 0, res.output
     assert "rolled up" in res.output
     args = ["--since", "2026-10-30", "--until", "2026-11-08T05:00:00", "--json"]
     rolled = json.loads(runner.invoke(report, args).output)
     raw = json.loads(runner.invoke(report, [*args, "--raw"]).output)
     assert rolled == raw and rolled["events"]
-    res = runner.invoke(rollups, ["rebuild"])
+    res = runner.invoke(rollups, ["rebuild", "--settle", "0"])
     assert res.exit_code == 0, res.output
     assert "rebuilt" in res.output
     res = runner.invoke(rollups, ["status"])

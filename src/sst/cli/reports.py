@@ -158,8 +158,11 @@ def rollups():
 
 
 @rollups.command("rebuild")
+@click.option("--settle", default=rollup_state.SETTLE_SECONDS, show_default=True,
+              help="Leave ids newer than this many seconds to the worker's pass (0: none "
+              "can be in flight, ingest is stopped).")
 @with_appcontext
-def rollups_rebuild():
+def rollups_rebuild(settle):
     """Empty the rollups and roll every stored row up again (after a restore, or to check
     them); reports stay exact meanwhile, reading raw what is not rolled up yet."""
     import time
@@ -170,20 +173,28 @@ def rollups_rebuild():
     def progress(name, last_id):
         click.echo(f"  {name}: up to id {last_id:,}", err=True)
 
-    counts = passes.rebuild(app_state().engine, names, progress=progress)
+    counts = passes.rebuild(app_state().engine, names, progress=progress, settle=settle)
     click.echo(f"rebuilt in {time.perf_counter() - t:.1f} s "
                f"({counts['conversion_rows']:,} conversions); seconds per rollup: "
                + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "conversion_rows"))
 
 
 @rollups.command("run")
-@click.option("--settle", default=0.0, show_default=True,
-              help="Seconds a new id must have been seen before it is rolled up.")
+@click.option("--settle", default=rollup_state.SETTLE_SECONDS, show_default=True,
+              help="Roll up the ids seen this many seconds ago (it waits that long; 0: "
+              "everything, when ingest is stopped).")
 @with_appcontext
 def rollups_run(settle):
-    """One incremental pass now, until everything is rolled up."""
+    """An incremental pass now: notes the newest ids, waits `settle` seconds (a
+    transaction that took an id before is committed by then), rolls up to them."""
+    import time
+
     names = reports.configured_conversion_events(current_app.config)
-    n = passes.run_pass(app_state().engine, names, settle=settle, budget=float("inf"))
+    engine = app_state().engine
+    n = passes.run_pass(engine, names, settle=settle, budget=float("inf"))
+    if settle > 0:
+        time.sleep(settle)
+        n += passes.run_pass(engine, names, settle=settle, budget=float("inf"))
     click.echo(f"rolled up {n:,} ids")
 
 

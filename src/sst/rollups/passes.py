@@ -73,12 +73,17 @@ def _tx(bind):
     return nullcontext(bind) if isinstance(bind, Connection) else bind.begin()
 
 
-def rebuild(bind, conversion_events, *, batch: int = 50000, progress=None) -> dict:
-    """Empty every rollup and roll everything up again (up to the newest ids now); the
-    incremental pass carries on from there. `bind`: an engine (a transaction per batch) or
-    a connection (the migration's, all in its transaction)."""
+def rebuild(bind, conversion_events, *, batch: int = 50000, progress=None,
+            settle: float = 0.0) -> dict:
+    """Empty every rollup and roll everything up again (up to the newest ids at its start);
+    the incremental pass carries on from there. `bind`: an engine (a transaction per batch)
+    or a connection (the migration's, all in its transaction: ingest is refused while the
+    schema is behind, so nothing is in flight). `settle`: with ingest running, the ids
+    above what was newest `settle` seconds before a table's last batch are left to the
+    incremental pass (state module); it waits for that long at most."""
     names = sorted(conversion_events)
     counts = {}
+    started = time.monotonic()
     with _tx(bind) as conn:
         state.lock(conn, utcnow())
         for model in ROLLUP_TABLES:
@@ -86,13 +91,16 @@ def rebuild(bind, conversion_events, *, batch: int = 50000, progress=None) -> di
         for name in (*TABLE_OF, *_conversion_tables()):
             state.save(conn, name, last_id=0, horizon=None, horizon_at=None)
         state.save(conn, conversions.NAME, info=None)
-    for name, table in TABLE_OF.items():
+        tops = {name: state.settled(conn, name, table.c.id, utcnow(), 0)
+                for name, table in {**TABLE_OF, **_conversion_tables()}.items()}
+    time.sleep(max(0.0, settle - (time.monotonic() - started)))
+    for name in TABLE_OF:
         roll = ROLL[name]
         t0 = time.perf_counter()
         while True:
             with _tx(bind) as conn:
                 state.lock(conn, utcnow())
-                upto = state.settled(conn, name, table.c.id, utcnow(), 0)
+                upto = tops[name]
                 # The open list is checked once the ids are done, not per batch: it only
                 # grows during a rebuild, and checking it each time made it quadratic.
                 done = roll(conn, upto, batch, recheck=False) or roll(conn, upto, batch)
@@ -104,8 +112,7 @@ def rebuild(bind, conversion_events, *, batch: int = 50000, progress=None) -> di
     t0 = time.perf_counter()
     with _tx(bind) as conn:
         state.lock(conn, utcnow())
-        upto = {k: state.settled(conn, k, t.c.id, utcnow(), 0)
-                for k, t in _conversion_tables().items()}
+        upto = {k: tops[k] for k in _conversion_tables()}
         counts["conversion_rows"] = conversions.rebuild(conn, names, upto)
     counts[conversions.NAME] = round(time.perf_counter() - t0, 1)
     return counts
