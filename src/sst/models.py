@@ -393,6 +393,7 @@ class RollupOpenDelivery(db.Model):
     __tablename__ = "rollup_open_deliveries"
     __table_args__ = TABLE_OPTS
     delivery_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    source: Mapped[str] = mapped_column(String(64))  # its event's (a report by source reads it)
 
 
 class RollupRequest(db.Model):

@@ -60,7 +60,7 @@ def upgrade():
     op.create_table(
         'rollup_open_deliveries',
         sa.Column('delivery_id', sa.BigInteger(), primary_key=True, autoincrement=False),
-        **OPTS)
+        sa.Column('source', sa.String(64), nullable=False), **OPTS)
     op.create_table(
         'rollup_requests',
         sa.Column('id', BigId, primary_key=True, autoincrement=True),
