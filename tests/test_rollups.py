@@ -168,7 +168,7 @@ def test_rebuild_gives_the_rollups_the_pass_built(app):
     roll_up(engine)
     h.settle_deliveries()
     roll_up(engine)
-    tables = ("rollup_events", "rollup_deliveries", "rollup_requests")
+    tables = ("rollup_events", "rollup_deliveries", "rollup_requests", "rollup_attribution")
 
     def snapshot():
         with engine.connect() as conn:
@@ -181,7 +181,7 @@ def test_rebuild_gives_the_rollups_the_pass_built(app):
                     *keys, = row
                     nkeys = len([c for c in cols if c.name in
                                  ("day", "source", "name", "destination", "state", "outcome",
-                                  "ms")])
+                                  "ms", "dim", "k1", "k2", "k3", "k4")])
                     k = tuple(str(x) for x in keys[:nkeys])
                     sums[k] = tuple(a + b for a, b in zip(sums.get(k, (0,) * (len(keys) - nkeys)),
                                                           keys[nkeys:], strict=True))

@@ -464,6 +464,27 @@ class RollupConversion(db.Model):
     )
 
 
+class RollupAttribution(db.Model):
+    """rollup_conversions counted per UTC day and source, one dimension of the report at a
+    time: "cube" (name, first platform, last platform, verified "1"/"0"), "utm_first" /
+    "utm_last" (source, campaign), "cross" (the platforms credited across devices). The
+    window's whole days read these few rows, not every conversion."""
+
+    __tablename__ = "rollup_attribution"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    k: Mapped[str] = mapped_column(String(40))  # digest of the key columns (counters)
+    day: Mapped[object] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(64))
+    dim: Mapped[str] = mapped_column(String(16))
+    k1: Mapped[str | None] = mapped_column(String(255))
+    k2: Mapped[str | None] = mapped_column(String(255))
+    k3: Mapped[str | None] = mapped_column(String(255))
+    k4: Mapped[str | None] = mapped_column(String(8))
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    __table_args__ = (Index("uq_rollup_attribution_k", "k", unique=True),
+                      Index("ix_rollup_attribution_day", "day", "source"), TABLE_OPTS)
+
+
 def insert_ignore(table):
     """INSERT that skips rows whose unique key exists (MySQL IGNORE, SQLite OR IGNORE)."""
     return (insert(table).prefix_with("IGNORE", dialect="mysql")

@@ -14,14 +14,16 @@ until it has (`dirty`), so the answer is exact at any time.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 
 from sst import reports
 from sst.identity.people import PERSON_LINKS
-from sst.models import RollupConversion
-from sst.rollups import state
+from sst.models import RollupAttribution, RollupConversion
+from sst.rollups import days, state
+from sst.rollups.counters import bump
 
 rollup_t = RollupConversion.__table__
+daily_t = RollupAttribution.__table__
 events_t, links_t, persons_t = reports.events_t, reports.links_t, reports.persons_t
 clicks_t, utm_t = reports.clicks_t, reports.utm_touches_t
 NAME = "conversions"  # watermark on events; info: {"names": [...]} the conversion names
@@ -74,7 +76,63 @@ def _write(conn, names, conds) -> int:
     found = facts(conn, reports.conversion_filter(reports.Window(), names, extra=conds))
     for i in range(0, len(found), CHUNK):
         conn.execute(insert(rollup_t), found[i:i + CHUNK])
+    _count_daily(conn, found, 1)
     return len(found)
+
+
+def _remove(conn, cond) -> None:
+    """Delete the conversion rows that match `cond`, and their daily counts. The rows are
+    read as they are now (a locking read), not as an older snapshot saw them."""
+    rows = [dict(r._mapping) for r in conn.execute(
+        select(rollup_t).where(cond).with_for_update())]
+    if rows:
+        _count_daily(conn, rows, -1)
+        for i in range(0, len(rows), CHUNK):
+            conn.execute(delete(rollup_t).where(
+                rollup_t.c.event_id.in_([r["event_id"] for r in rows[i:i + CHUNK]])))
+
+
+def _dims(row) -> list[tuple]:
+    """The (dim, k1, k2, k3, k4) keys one conversion counts under."""
+    out = [("cube", row["name"], row["first_platform"], row["last_platform"],
+            "1" if row["verified"] else "0"),
+           ("utm_first", row["utm_first_source"], row["utm_first_campaign"], None, None),
+           ("utm_last", row["utm_last_source"], row["utm_last_campaign"], None, None)]
+    if row["cross_platforms"]:
+        out.append(("cross", row["cross_platforms"], None, None, None))
+    return out
+
+
+def _count_daily(conn, rows, sign: int) -> None:
+    acc: dict = {}
+    for row in rows:
+        day = days.as_date(row["event_time"])
+        for dim in _dims(row):
+            key = (day, row["source"], *dim)
+            acc[key] = acc.get(key, 0) + sign
+    bump(conn, daily_t, [
+        ({"day": day, "source": source, "dim": dim, "k1": k1, "k2": k2, "k3": k3, "k4": k4},
+         {"n": n}) for (day, source, dim, k1, k2, k3, k4), n in acc.items() if n])
+
+
+def _add_rows(out: reports.AttributionCounts, rows, sign: int) -> None:
+    """Count per-conversion rows into `out` (sign -1: take them out)."""
+    for row in rows:
+        for dim, k1, k2, k3, k4 in _dims(row):
+            _add_key(out, dim, k1, k2, k3, k4, sign)
+
+
+def _add_key(out, dim, k1, k2, k3, k4, n) -> None:
+    if dim == "cube":
+        key = (k1, k2, k3, k4 == "1")
+        out.cube[key] = out.cube.get(key, 0) + n
+    elif dim in ("utm_first", "utm_last"):
+        found = getattr(out, dim)
+        found[(k1, k2)] = found.get((k1, k2), 0) + n
+    else:
+        out.cross_total += n
+        for p in k1.split(","):
+            out.cross_by[p] = out.cross_by.get(p, 0) + n
 
 
 def _dirty_from(conn, marks: dict, uppers: dict | None) -> tuple[set, set]:
@@ -137,7 +195,7 @@ def redo(conn, names, devices, users, upto: int) -> None:
     for col, rcol, values in ((e.anonymous_id, r.anonymous_id, devices),
                               (e.user_id, r.user_id, users)):
         for chunk in _chunks(values):
-            conn.execute(delete(rollup_t).where(rcol.in_(chunk), r.event_id <= upto))
+            _remove(conn, and_(rcol.in_(chunk), r.event_id <= upto))
             _write(conn, names, [col.in_(chunk), e.id <= upto])
 
 
@@ -167,27 +225,35 @@ def counts(conn, window: reports.Window, names, mark: int) -> reports.Attributio
         return reports.attribution_counts(conn, reports.conversion_filter(window, names))
     devices, users = found
     r = rollup_t.c
-    conds = [*window.on(r.event_time), r.event_id <= mark]
-    if window.source:
-        conds.append(r.source == window.source)
+    out = reports.AttributionCounts()
+    whole, partials = days.split(window)
+    source = [r.source == window.source] if window.source else []
+    if whole is not None:
+        # Whole days: the daily counts, less the rows of dirty devices / userIds (read raw).
+        a = daily_t.c
+        q = (select(a.dim, a.k1, a.k2, a.k3, a.k4, func.sum(a.n))
+             .where(*days.day_conds(a.day, whole))
+             .group_by(a.dim, a.k1, a.k2, a.k3, a.k4))
+        if window.source:
+            q = q.where(a.source == window.source)
+        for dim, k1, k2, k3, k4, n in conn.execute(q):
+            if n:
+                _add_key(out, dim, k1, k2, k3, k4, int(n))
+        stale: dict = {}
+        for col, values in ((r.anonymous_id, devices), (r.user_id, users)):
+            for chunk in _chunks(values):
+                for row in conn.execute(select(rollup_t).where(
+                        col.in_(chunk), *whole.on(r.event_time), *source)):
+                    stale[row.event_id] = row._mapping
+        _add_rows(out, stale.values(), -1)
+    # Partial days: the conversion rows themselves (exact times), less the dirty ones.
+    conds = []
     for col, values in ((r.anonymous_id, devices), (r.user_id, users)):
         for chunk in _chunks(values):
             conds.append(or_(col.is_(None), col.notin_(chunk)))
-    # One scan of the window's rows, grouped by every column the report splits by (a few
-    # thousand groups): four GROUP BYs would read the rows four times.
-    out = reports.AttributionCounts()
-    cols = (r.name, r.first_platform, r.last_platform, r.verified, r.utm_first_source,
-            r.utm_first_campaign, r.utm_last_source, r.utm_last_campaign, r.cross_platforms)
-    for name, first, last, ver, ufs, ufc, uls, ulc, cross, n in conn.execute(
-            select(*cols, func.count()).where(*conds).group_by(*cols)):
-        n = int(n)
-        for found, key in ((out.cube, (name, first, last, bool(ver))),
-                           (out.utm_first, (ufs, ufc)), (out.utm_last, (uls, ulc))):
-            found[key] = found.get(key, 0) + n
-        if cross:
-            out.cross_total += n
-            for p in cross.split(","):
-                out.cross_by[p] = out.cross_by.get(p, 0) + n
+    for part in partials:
+        _add_rows(out, (row._mapping for row in conn.execute(
+            select(rollup_t).where(*part.on(r.event_time), *source, *conds))), 1)
     # Raw: conversions above the watermark and those of dirty devices / userIds.
     ids = set(conn.execute(select(e.id).where(
         *reports.conversion_filter(window, names, extra=[e.id > mark]))).scalars())
@@ -204,6 +270,7 @@ def counts(conn, window: reports.Window, names, mark: int) -> reports.Attributio
 def rebuild(conn, names, upto: dict) -> int:
     """All conversions again, from nothing, up to these ids (rollups.passes.rebuild)."""
     conn.execute(delete(rollup_t))
+    conn.execute(delete(daily_t))
     e = events_t.c
     n = 0
     step = 20000

@@ -8,8 +8,6 @@ out), with the rollup lock held."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete
-
 from sst import reports
 from sst.clock import utcnow
 from sst.models import RollupConversion
@@ -30,8 +28,7 @@ def before_deleting(conn, *, event_ids=(), delivery_ids=(), track_ids=()) -> Non
         r = RollupConversion.__table__.c
         ids = list(event_ids)
         for i in range(0, len(ids), 1000):
-            conn.execute(delete(RollupConversion.__table__).where(
-                r.event_id.in_(ids[i:i + 1000])))
+            conversions._remove(conn, r.event_id.in_(ids[i:i + 1000]))
     deliveries.take_out(conn, delivery_ids, reopen=False)
     requests.take_out(conn, track_ids)
 

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from sst import reports
 from sst.clock import utcnow
 from sst.models import (
+    RollupAttribution,
     RollupConversion,
     RollupDelivery,
     RollupEvent,
@@ -31,7 +32,7 @@ TABLE_OF = {events.NAME: reports.events_t, deliveries.NAME: reports.deliveries_t
 ROLL = {events.NAME: events.roll, deliveries.NAME: deliveries.roll,
         requests.NAME: requests.roll}
 ROLLUP_TABLES = (RollupEvent, RollupDelivery, RollupOpenDelivery, RollupRequest,
-                 RollupOpenTrack, RollupReason, RollupConversion)
+                 RollupOpenTrack, RollupReason, RollupConversion, RollupAttribution)
 
 
 def _conversion_tables():

@@ -22,7 +22,7 @@ depends_on = None
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 OPTS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
-TABLES = ('rollup_conversions', 'rollup_reasons', 'rollup_open_tracks', 'rollup_requests',
+TABLES = ('rollup_attribution', 'rollup_conversions', 'rollup_reasons', 'rollup_open_tracks', 'rollup_requests',
           'rollup_open_deliveries', 'rollup_deliveries', 'rollup_events', 'rollup_state')
 
 
@@ -102,6 +102,20 @@ def upgrade():
     op.create_index('ix_rollup_conversions_anonymous_id', 'rollup_conversions',
                     ['anonymous_id'])
     op.create_index('ix_rollup_conversions_user_id', 'rollup_conversions', ['user_id'])
+    op.create_table(
+        'rollup_attribution',
+        sa.Column('id', BigId, primary_key=True, autoincrement=True),
+        sa.Column('k', sa.String(40), nullable=False),
+        sa.Column('day', sa.Date(), nullable=False),
+        sa.Column('source', sa.String(64), nullable=False),
+        sa.Column('dim', sa.String(16), nullable=False),
+        sa.Column('k1', sa.String(255), nullable=True),
+        sa.Column('k2', sa.String(255), nullable=True),
+        sa.Column('k3', sa.String(255), nullable=True),
+        sa.Column('k4', sa.String(8), nullable=True),
+        sa.Column('n', sa.BigInteger(), nullable=False), **OPTS)
+    op.create_index('uq_rollup_attribution_k', 'rollup_attribution', ['k'], unique=True)
+    op.create_index('ix_rollup_attribution_day', 'rollup_attribution', ['day', 'source'])
     _backfill()
 
 
