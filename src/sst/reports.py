@@ -220,7 +220,7 @@ def _percentiles(buckets: dict) -> dict:
 # --- attribution ----------------------------------------------------------------------------
 
 
-def _conversions(conds) -> select:
+def conversions_query(conds) -> select:
     """One row per conversion: id, name, device, time, touch parameters and its Person (the
     Person of its userId, else the first Person its device is linked to, as in
     _verified_conversions)."""
@@ -293,7 +293,7 @@ def attribution(conn, window: Window, conversion_events=DEFAULT_CONVERSION_EVENT
 def attribution_counts(conn, conds) -> AttributionCounts:
     """The counts of the conversions that match `conds` (conversion_filter)."""
     out = AttributionCounts()
-    conv = _conversions(conds).subquery("conv")
+    conv = conversions_query(conds).subquery("conv")
     first_p = platform_of(conv.c.first_param).label("first_platform")
     last_p = platform_of(conv.c.last_param).label("last_platform")
     verified = case((conv.c.person.is_not(None), 1), else_=0).label("verified")
@@ -301,7 +301,7 @@ def attribution_counts(conn, conds) -> AttributionCounts:
             select(conv.c.name, first_p, last_p, verified, func.count())
             .group_by(conv.c.name, first_p, last_p, verified)):
         out.cube[(name, first, last, bool(ver))] = int(n)
-    for which, picked in _utm_touch_ids(conv).items():
+    for which, picked in utm_touch_ids(conv).items():
         t = utm_touches_t.alias(f"{which}_t")
         src, camp = t.c.utm_source.label("utm_source"), t.c.utm_campaign.label("utm_campaign")
         rows = conn.execute(
@@ -313,7 +313,7 @@ def attribution_counts(conn, conds) -> AttributionCounts:
     return out
 
 
-def _utm_touch_ids(conv) -> dict:
+def utm_touch_ids(conv) -> dict:
     """{"utm_first": (conversion id, touch_id), "utm_last": ...} subqueries: the device's
     first / last UTM touch at or before the conversion, never one after."""
     ut = utm_touches_t

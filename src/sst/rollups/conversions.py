@@ -40,7 +40,7 @@ CHUNK = 500
 def facts(conn, conds) -> list[dict]:
     """The rollup rows of the conversions that match `conds` (conditions on events, e.g.
     reports.conversion_filter)."""
-    conv = reports._conversions(conds).subquery("conv")
+    conv = reports.conversions_query(conds).subquery("conv")
     rows = {r.id: {"event_id": r.id, "event_time": r.event_time, "source": r.source,
                    "name": r.name, "anonymous_id": r.anonymous_id, "user_id": r.user_id,
                    "first_platform": _platform(r.first_param),
@@ -49,7 +49,7 @@ def facts(conn, conds) -> list[dict]:
             for r in conn.execute(select(conv))}
     if not rows:
         return []
-    for which, picked in reports._utm_touch_ids(conv).items():
+    for which, picked in reports.utm_touch_ids(conv).items():
         t = utm_t.alias(f"{which}_t")
         for cid, src, camp in conn.execute(
                 select(picked.c.id, t.c.utm_source, t.c.utm_campaign)
@@ -80,7 +80,7 @@ def _write(conn, names, conds) -> int:
     return len(found)
 
 
-def _remove(conn, cond) -> None:
+def remove(conn, cond) -> None:
     """Delete the conversion rows that match `cond`, and their daily counts. The rows are
     read as they are now (a locking read), not as an older snapshot saw them."""
     rows = [dict(r._mapping) for r in conn.execute(
@@ -156,7 +156,7 @@ def _dirty_from(conn, marks: dict, uppers: dict | None) -> tuple[set, set]:
     return devices, users
 
 
-def _widen(conn, devices: set, users: set) -> tuple[set, set]:
+def widen(conn, devices: set, users: set) -> tuple[set, set]:
     """Every device linked to the same Person / userId as these, and those values."""
     lk = links_t.c
     users = set(users)
@@ -183,7 +183,7 @@ def dirty(conn) -> tuple[set, set] | None:
     devices, users = _dirty_from(conn, marks, None)
     if len(devices) + len(users) > MAX_DIRTY:
         return None
-    devices, users = _widen(conn, devices, users)
+    devices, users = widen(conn, devices, users)
     if len(devices) + len(users) > MAX_DIRTY:
         return None
     return devices, users
@@ -195,7 +195,7 @@ def redo(conn, names, devices, users, upto: int) -> None:
     for col, rcol, values in ((e.anonymous_id, r.anonymous_id, devices),
                               (e.user_id, r.user_id, users)):
         for chunk in _chunks(values):
-            _remove(conn, and_(rcol.in_(chunk), r.event_id <= upto))
+            remove(conn, and_(rcol.in_(chunk), r.event_id <= upto))
             _write(conn, names, [col.in_(chunk), e.id <= upto])
 
 
@@ -206,7 +206,7 @@ def roll(conn, names, upto: dict, batch: int) -> int:
     his = {k: min(upto[k], marks[k] + batch) for k in marks}
     if all(his[k] <= marks[k] for k in marks):
         return 0
-    devices, users = _widen(conn, *_dirty_from(conn, marks, his))
+    devices, users = widen(conn, *_dirty_from(conn, marks, his))
     lo, hi = marks[NAME], his[NAME]
     redo(conn, names, devices, users, lo)
     e = events_t.c

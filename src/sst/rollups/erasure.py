@@ -28,7 +28,7 @@ def before_deleting(conn, *, event_ids=(), delivery_ids=(), track_ids=()) -> Non
         r = RollupConversion.__table__.c
         ids = list(event_ids)
         for i in range(0, len(ids), 1000):
-            conversions._remove(conn, r.event_id.in_(ids[i:i + 1000]))
+            conversions.remove(conn, r.event_id.in_(ids[i:i + 1000]))
     deliveries.take_out(conn, delivery_ids, reopen=False)
     requests.take_out(conn, track_ids)
 
@@ -39,7 +39,7 @@ def affected(engine, devices, users) -> tuple[set, set]:
     devices = {d for d in devices if d}
     users = {u for u in users if u}
     with engine.connect() as conn:
-        return conversions._widen(conn, devices, users)
+        return conversions.widen(conn, devices, users)
 
 
 def redo(engine, found: tuple[set, set]) -> None:
