@@ -267,6 +267,15 @@ def counts(conn, window: reports.Window, names, mark: int) -> reports.Attributio
     return out
 
 
+def reset(conn, names) -> None:
+    """No conversion rolled up, for these conversion names: the passes start from id 0."""
+    conn.execute(delete(rollup_t))
+    conn.execute(delete(daily_t))
+    for k in (NAME, *(src[0] for src in SOURCES)):
+        state.save(conn, k, last_id=0)
+    state.save(conn, NAME, info={"names": sorted(names)})
+
+
 def rebuild(conn, names, upto: dict) -> int:
     """All conversions again, from nothing, up to these ids (rollups.passes.rebuild)."""
     conn.execute(delete(rollup_t))

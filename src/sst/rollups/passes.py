@@ -53,10 +53,9 @@ def run_pass(engine, conversion_events, *, settle: float = state.SETTLE_SECONDS,
             now = utcnow()
             state.lock(conn, now)
             if conversions.names_of(conn) != names:
-                # The conversion events changed (or never rolled up): all of them again.
-                upto = {k: state.settled(conn, k, t.c.id, now, 0)
-                        for k, t in _conversion_tables().items()}
-                conversions.rebuild(conn, names, upto)
+                # The conversion events changed: start the conversions over from id 0; the
+                # passes catch up batch by batch (the report reads raw what is not yet).
+                conversions.reset(conn, names)
             done = 0
             for name, table in TABLE_OF.items():
                 upto = state.settled(conn, name, table.c.id, now, settle)
