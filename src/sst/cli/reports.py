@@ -159,8 +159,8 @@ def rollups():
 
 @rollups.command("rebuild")
 @click.option("--settle", default=rollup_state.SETTLE_SECONDS, show_default=True,
-              help="Leave ids newer than this many seconds to the worker's pass (0: none "
-              "can be in flight, ingest is stopped).")
+              help="Read the newest ids only this many seconds after noting them (0: when "
+              "ingest is stopped, nothing is in flight).")
 @with_appcontext
 def rollups_rebuild(settle):
     """Empty the rollups and roll every stored row up again (after a restore, or to check

@@ -77,10 +77,10 @@ def rebuild(bind, conversion_events, *, batch: int = 50000, progress=None,
             settle: float = 0.0) -> dict:
     """Empty every rollup and roll everything up again (up to the newest ids at its start);
     the incremental pass carries on from there. `bind`: an engine (a transaction per batch)
-    or a connection (the migration's, all in its transaction: ingest is refused while the
-    schema is behind, so nothing is in flight). `settle`: with ingest running, the ids
-    above what was newest `settle` seconds before a table's last batch are left to the
-    incremental pass (state module); it waits for that long at most."""
+    or a connection (the migration's, all in its transaction). `settle`: ingest may be
+    running, so the newest ids are noted first and read only `settle` seconds later (a
+    transaction that took one has committed by then, state module); an empty database
+    waits for nothing."""
     names = sorted(conversion_events)
     counts = {}
     started = time.monotonic()
@@ -93,7 +93,8 @@ def rebuild(bind, conversion_events, *, batch: int = 50000, progress=None,
         state.save(conn, conversions.NAME, info=None)
         tops = {name: state.settled(conn, name, table.c.id, utcnow(), 0)
                 for name, table in {**TABLE_OF, **_conversion_tables()}.items()}
-    time.sleep(max(0.0, settle - (time.monotonic() - started)))
+    if any(tops.values()):
+        time.sleep(max(0.0, settle - (time.monotonic() - started)))
     for name in TABLE_OF:
         roll = ROLL[name]
         t0 = time.perf_counter()

@@ -132,7 +132,9 @@ def _backfill():
         names = reports.configured_conversion_events(current_app.config)
     except RuntimeError:  # no app context
         names = list(reports.DEFAULT_CONVERSION_EVENTS)
-    passes.rebuild(op.get_bind(), names)
+    # Ingest may still run (old code) during the upgrade: ids are read 5 s after they are
+    # noted, so an ingest transaction in flight then (milliseconds) has committed.
+    passes.rebuild(op.get_bind(), names, settle=5.0)
 
 
 def downgrade():
