@@ -63,6 +63,14 @@ def _no_constants(name):
 def loads(data: bytes | str):
     """Parse JSON strictly: no NaN/Infinity, no lone surrogates, big integers allowed,
     at most MAX_PARSE_DEPTH levels."""
+    return parse(data)[0]
+
+
+def parse(data: bytes | str) -> tuple[object, bool]:
+    """(value, finite) as loads() reads it; `finite` is True when no number in it can be
+    too large for a double. orjson refuses such numbers (1e309), so whatever it parsed is
+    finite and the body need not be scanned; the stdlib, which reads them as inf, parses
+    only what orjson refused."""
     try:
         # orjson reads integers beyond 64 bits as floats, losing digits (an order id of 25
         # digits would change); bodies holding such long digit runs go to the stdlib.
@@ -81,11 +89,12 @@ def loads(data: bytes | str):
             json.dumps(value, default=str, ensure_ascii=False).encode("utf-8")
         except (ValueError, UnicodeError) as exc:
             raise MalformedJSON(str(exc)[:200]) from None
-        return value
+        return value, not may_hold_non_finite(
+            data if isinstance(data, bytes) else data.encode("utf-8", "replace"))
     if (not shallow(data, MAX_PARSE_DEPTH)
             and nesting_depth(value, MAX_PARSE_DEPTH) > MAX_PARSE_DEPTH):
         raise MalformedJSON(f"nested deeper than {MAX_PARSE_DEPTH} levels")
-    return value
+    return value, True
 
 
 def dumps(value) -> str:

@@ -72,6 +72,18 @@ def is_library(user_agent: str) -> bool:
 
 
 @lru_cache(maxsize=8192)
+def _quick_verdict(text: str) -> bool | None:
+    """False for an HTTP library, True for a named crawler, None when only crawlerdetect can
+    tell. Cached: the keyword regex is case-insensitive over the whole text (~10 µs for a
+    browser's user agent), and a site's visitors share a few hundred user agents."""
+    if is_library(text):
+        return False
+    if _KEYWORDS.search(text):
+        return True
+    return None
+
+
+@lru_cache(maxsize=8192)
 def _full_verdict(text: str) -> bool:
     global _crawler
     if _crawler is None:
@@ -86,10 +98,9 @@ def is_bot_ua(user_agent: str | None, budget: Budget | None = None) -> bool:
     text = judged_text(user_agent)
     if not text:
         return False  # no user agent is no evidence of a crawler
-    if is_library(text):
-        return False
-    if _KEYWORDS.search(text):
-        return True
+    quick = _quick_verdict(text)
+    if quick is not None:
+        return quick
     if budget is None:
         return _full_verdict(text)
     if budget.left <= 0:

@@ -26,7 +26,7 @@ from sst.ingest.request import (
     set_cookie,
 )
 from sst.ingest.schema import MESSAGE_TYPES
-from sst.jsonutil import MalformedJSON, dumps, dumps_text, loads, may_hold_non_finite, shallow
+from sst.jsonutil import MalformedJSON, dumps, dumps_text, loads, parse, shallow
 from sst.logs import log_rejection
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def _collect(kind, allow_query=False):
         else:
             body = read_body(state.max_message_bytes, "message_too_large")
         try:
-            payload = loads(body)
+            payload, finite = parse(body)
         except MalformedJSON as exc:
             raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict):
@@ -146,7 +146,7 @@ def _collect(kind, allow_query=False):
             state.check_rate(source)
             payload["type"] = SINGLE[kind]
             messages = [payload]
-        return _store(state, source, auth, messages, is_batch, body, payload)
+        return _store(state, source, auth, messages, is_batch, body, payload, finite)
     except ApiError as exc:
         # Floods (429) and outages (503) are counted in logs, not stored row by row.
         if exc.status not in (429, 503):
@@ -183,10 +183,10 @@ def _batch_sent_at(payload):
         return None
 
 
-def _store(state, source, auth, messages, is_batch, body, payload):
+def _store(state, source, auth, messages, is_batch, body, payload, finite):
     info = request_info(source, auth, request.path, _batch_sent_at(payload) if is_batch else None)
     info.shallow = shallow(body, MAX_DEPTH)
-    info.finite = not may_hold_non_finite(body)
+    info.finite = finite
     browser = info.origin is not None
     first = next((m.get("anonymousId") for m in messages if isinstance(m, dict)), None)
     info.visitor_id = choose_visitor(state, info, browser, first)
