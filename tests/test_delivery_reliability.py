@@ -265,6 +265,9 @@ def test_a_slow_platform_hands_the_rest_of_a_claim_back_unsent(mysql_url, redis_
             [(dest, ids)] = groups
             result = delivery.process(state, dest, ids)
         assert (result.claimed, result.counts) == (5, {"succeeded": 1, "pending": 4})
+        # The other 4 were recorded ahead with the first (RECORD_AHEAD) but never went out:
+        # no row says they did.
+        assert [(t.outcome, t.status) for t in tracks(app)] == [("success", 200)]
         assert Counter((d.state, d.attempts, d.claim) for d in deliveries(app)) == {
             ("succeeded", 1, None): 1, ("pending", 0, None): 4}
 

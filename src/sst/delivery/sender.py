@@ -329,8 +329,10 @@ def _record(engine, dest, connector, claimed, outcomes, exchanges, result,
                  for track_id, ((_, ids), _) in zip(track_ids, fresh, strict=True) for i in ids]
         if items:
             conn.execute(insert(items_t), items)
-        if in_flight:  # written before the request went out: now with the answer
-            _update_tracks(conn, [{**row, "id": track_id} for track_id, row in in_flight])
+        if in_flight:  # written before the request went out: now with the answer (the
+            # request body is already there and unchanged: not sent to the database again)
+            _update_tracks(conn, [{**{k: v for k, v in row.items() if k != "request_body"},
+                                   "id": track_id} for track_id, row in in_flight])
         if unsent_tracks:  # recorded ahead, never sent: no request happened
             conn.execute(delete(items_t).where(items_t.c.track_id.in_(unsent_tracks)))
             conn.execute(delete(tracks_t).where(tracks_t.c.id.in_(unsent_tracks)))
@@ -369,8 +371,9 @@ def _multi_insert(preparer, n: int, columns: tuple):
 
 
 def _update_tracks(conn, rows: list[dict]) -> None:
-    """Overwrite existing Exchange rows (every column, by id) in one statement: a multi-row
-    upsert that only ever meets existing ids (PyMySQL sends the executemany as one INSERT)."""
+    """Overwrite these columns of existing Exchange rows (by id) in one statement: a
+    multi-row upsert that only ever meets existing ids (PyMySQL sends the executemany as
+    one INSERT); the columns left out keep their values."""
     stmt = _upsert(conn.dialect.name, conn.dialect.identifier_preparer, tuple(rows[0]))
     conn.execute(stmt, rows)
 
