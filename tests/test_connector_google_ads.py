@@ -194,3 +194,25 @@ def test_fast_fail_blames_only_the_bad_event():
         res = c.send([ev(), ev(message_id="m-2")])
     assert res.outcomes["m-1"].kind == "retryable"
     assert res.outcomes["m-2"].kind == "permanent"
+
+
+def test_a_resent_request_gets_its_own_ledger_row_before_it_goes_out():
+    """L3 with requests recorded ahead: the 401's resend is a second request, so it gets a
+    second in-flight row (written when it is made), not the first one's again."""
+    c = conn()
+    recorded = []
+
+    def before_send(pairs):
+        recorded.append([(req.message_ids, exch.status) for req, exch in pairs])
+        return [len(recorded) * 10 + i for i in range(len(pairs))]
+
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, TOKEN_URL, json={"access_token": "tok", "expires_in": 3599})
+        rsps.add(responses.POST, URL, status=401, json={"error": {
+            "code": 401, "status": "UNAUTHENTICATED", "message": "expired"}})
+        rsps.add(responses.POST, URL, json={"requestId": "r2"})
+        report = c.send([ev(message_id="m-9")], before_send=before_send)
+    api = [x for x in report.exchanges if x.url == URL]
+    assert recorded == [[(["m-9"], None)], [(["m-9"], None)]]
+    assert [(x.status, x.track_id) for x in api] == [(401, 10), (200, 20)]
+    assert api[1].request_headers["Authorization"] == "Bearer ***"

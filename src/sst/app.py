@@ -71,9 +71,9 @@ class SstState:
         token are reused across jobs."""
         inst = self._connectors.get(dest.name)
         if inst is None:
-            import requests
+            from sst.connectors.base import HttpSession
 
-            session = requests.Session()
+            session = HttpSession()
             session.headers["User-Agent"] = f"sst/{__version__}"
             inst = self._connectors[dest.name] = dest.connector_cls(dest.settings, session)
             inst.ledger_key = self.ledger_key

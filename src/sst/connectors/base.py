@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
 from marshmallow import RAISE, Schema, fields, validate
@@ -115,11 +115,18 @@ class SendReport:
 
     exchanges: list[HttpExchange]
     outcomes: dict[str, Outcome]
+    # Ledger rows written ahead for requests that then were not sent (the send window
+    # closed): the caller removes them.
+    unsent_track_ids: list[int] = field(default_factory=list)
 
 
 # A request not started because the send window closed: the delivery goes back to pending
 # without counting an attempt (see Connector.send's `send_by`).
 UNSENT = "unsent"
+# Requests recorded in the ledger per write before the first of them goes out (L3): one
+# write per request cost more than the request itself; a worker killed mid-window leaves
+# at most this many rows "unknown" that never reached the platform.
+RECORD_AHEAD = 25
 
 
 @dataclass
@@ -220,6 +227,27 @@ def http_outcome(status: int, headers: Mapping | None = None, detail: str = "") 
     return Outcome(PERMANENT, error=msg, code=code)
 
 
+class HttpSession(requests.Session):
+    """A requests.Session that reads the environment's proxy and CA settings (HTTPS_PROXY,
+    NO_PROXY, REQUESTS_CA_BUNDLE...) once per scheme and host instead of on every request:
+    requests walks os.environ on each call, about 5 % of a worker's CPU per delivery. A
+    worker reads its environment at start-up, as it does its configuration."""
+
+    def __init__(self):
+        super().__init__()
+        self._environment: dict = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies or stream is not None or verify is not None or cert is not None:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        key = urlsplit(url)[:2]
+        settings = self._environment.get(key)
+        if settings is None:
+            settings = self._environment[key] = super().merge_environment_settings(
+                url, {}, None, None, None)
+        return {**settings, "proxies": dict(settings["proxies"])}
+
+
 # The hook of the send() running in this thread (a connector instance serves every job of
 # its process; a thread runs one send at a time).
 _hook = threading.local()
@@ -246,7 +274,7 @@ class Connector:
 
     def __init__(self, settings: dict, session: requests.Session | None = None):
         self.settings = settings
-        self.session = session or requests.Session()
+        self.session = session or HttpSession()
         self._secrets: set[str] = {
             str(settings[k]) for k in secret_fields(self.settings_schema) if settings.get(k)
         }
@@ -320,15 +348,19 @@ class Connector:
         The events must carry distinct message ids (one platform event id per request).
         `send_by` is a time.monotonic() deadline: a request not started by then is not sent,
         and its events get the outcome code UNSENT (a worker's claim is running out).
-        `before_send(req, exchange) -> track id` records each request before it goes out
-        (the exchange holds the masked request, no answer yet), so a worker killed while
-        the platform answers leaves the request in the ledger (L3).
+        `before_send([(req, exchange), ...]) -> [track id, ...]` records requests before
+        they go out (each exchange holds the masked request, no answer yet), so a worker
+        killed while the platform answers leaves the request in the ledger (L3). It is
+        called once per RECORD_AHEAD requests, before the first of them is sent, and once
+        more for any repeat of a request (an OAuth retry).
         """
         _hook.before_send = before_send
+        _hook.drafts = {}
         try:
             return self._send(events, now, send_by)
         finally:
             _hook.before_send = None
+            _hook.drafts = {}
 
     def _send(self, events, now, send_by) -> SendReport:
         now = now or datetime.now(UTC)
@@ -349,12 +381,18 @@ class Connector:
             failed = Outcome(PERMANENT, error=f"payload error: {exc}"[:500], code="internal")
             requests_ = []
             outcomes.update({ev.message_id: failed for ev in ready})
-        for req in requests_:
+        unsent_tracks: list[int] = []
+        for i, req in enumerate(requests_):
             if send_by is not None and time.monotonic() > send_by:
                 # A slow platform ate the claim's time: hand the rest back unsent.
                 unsent = Outcome(SKIPPED, error="not sent: claim window over", code=UNSENT)
                 outcomes.update({mid: unsent for mid in req.message_ids})
+                drafted = _hook.drafts.pop(id(req), None)
+                if drafted and drafted[1] is not None:
+                    unsent_tracks.append(drafted[1])
                 continue
+            if i % RECORD_AHEAD == 0:
+                self._record_ahead(requests_[i:i + RECORD_AHEAD])
             exch, outs = self.send_request(req)
             for x in exch:
                 x.message_ids = list(req.message_ids)
@@ -367,7 +405,32 @@ class Connector:
             outcomes.setdefault(
                 ev.message_id, Outcome(SKIPPED, error="no request was built for this event")
             )
-        return SendReport(exchanges=exchanges, outcomes=outcomes)
+        return SendReport(exchanges=exchanges, outcomes=outcomes,
+                          unsent_track_ids=unsent_tracks)
+
+    def _record_ahead(self, window: list[OutgoingRequest]) -> None:
+        """Hand the masked drafts of the next requests to the before_send hook in one call;
+        perform() then uses each draft and its track id instead of masking again."""
+        before_send = getattr(_hook, "before_send", None)
+        if before_send is None:
+            return
+        pairs = [(req, self.draft(req)) for req in window if req.message_ids]
+        if pairs:
+            ids = before_send(pairs)
+            _hook.drafts.update({id(req): (exch, track_id)
+                                 for (req, exch), track_id in zip(pairs, ids, strict=True)})
+
+    def draft(self, req: OutgoingRequest, headers: Mapping | None = None) -> HttpExchange:
+        """The masked request as the ledger keeps it, with no answer yet."""
+        return HttpExchange(
+            method=req.method, url=self.mask(req.url),
+            request_headers=self.mask_headers(req.headers if headers is None else headers),
+            # Hashed phones and emails are reversible (M5): the ledger keeps keyed tags.
+            request_body=(mask_hashes(self.mask(req.body), self.ledger_key)
+                          if isinstance(req.body, str) else None),
+            status=None, response_headers={}, response_body=None, error_class=None,
+            error_message=None, duration_ms=0.0, started_at=datetime.now(UTC),
+            message_ids=list(req.message_ids))
 
     def send_request(self, req: OutgoingRequest) -> tuple[list[HttpExchange], dict[str, Outcome]]:
         """Perform one request and classify it. Google connectors wrap this with OAuth."""
@@ -402,20 +465,20 @@ class Connector:
     ) -> tuple[HttpExchange, requests.Response | None]:
         """Do the HTTP call with the configured timeout; record it, secrets masked."""
         headers = {**req.headers, **(extra_headers or {})}
+        # Recorded ahead by _send (L3); taken once, so a repeat (OAuth retry) gets its own row.
+        drafted = getattr(_hook, "drafts", {}).pop(id(req), None)
+        if drafted is not None:
+            draft, track_id = drafted
+            if extra_headers:
+                draft.request_headers = self.mask_headers(headers)
+        else:
+            draft, track_id = self.draft(req, headers), None
+            before_send = getattr(_hook, "before_send", None)
+            if before_send is not None and req.message_ids:
+                [track_id] = before_send([(req, draft)])
+        masked_url, masked_headers = draft.url, draft.request_headers
+        masked_body = draft.request_body
         started = datetime.now(UTC)
-        masked_url = self.mask(req.url)
-        masked_headers = self.mask_headers(headers)
-        # Hashed phones and emails are reversible (M5): the ledger keeps keyed tags.
-        masked_body = (mask_hashes(self.mask(req.body), self.ledger_key)
-                       if isinstance(req.body, str) else None)
-        track_id = None
-        before_send = getattr(_hook, "before_send", None)
-        if before_send is not None and req.message_ids:
-            track_id = before_send(req, HttpExchange(
-                method=req.method, url=masked_url, request_headers=masked_headers,
-                request_body=masked_body, status=None, response_headers={},
-                response_body=None, error_class=None, error_message=None, duration_ms=0.0,
-                started_at=started, message_ids=list(req.message_ids)))
         t0 = time.perf_counter()
         resp = err = None
         try:

@@ -88,9 +88,10 @@ def fan_out_all(state) -> int:
 
 
 FANOUT_ROUNDS = 5  # fan-out batches per relay pass, at most
+RELAY_LIMIT = 2000  # due deliveries moved to jobs per relay pass, at most
 
 
-def relay(state, enqueue, limit: int = 2000) -> int:
+def relay(state, enqueue, limit: int = RELAY_LIMIT) -> int:
     """Fan marked events out, then move due pending deliveries to jobs.
     `enqueue(destination, ids, job_id)` may raise: then the transaction rolls back and the
     rows stay pending. Returns how many deliveries moved."""

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, text, update
 
 from sst.clock import from_db, to_db, utcnow
 from sst.connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, UNSENT, Outcome
@@ -96,10 +96,10 @@ def process(state, destination: str, delivery_ids: list[int]) -> BatchResult:
             _release(engine, delivery_ids)
             return result
     connector = state.connector(dest)
-    # Claim in groups of one platform request (SEND_GROUP requests for one-event connectors),
-    # just before sending, so a claim's deadline (timeout + margin) is about one request long.
-    batch = max(1, min(connector.max_batch, 500))
-    group = batch if batch > 1 else SEND_GROUP
+    # Claim in groups of one platform request, or of SEND_GROUP deliveries where requests
+    # carry fewer (one-event connectors; GA4, whose requests carry one visitor's events),
+    # just before sending; SEND_WINDOW keeps every request inside the claim's deadline.
+    group = max(SEND_GROUP, min(connector.max_batch, 500))
     leased_at = None
     for start in range(0, len(delivery_ids), group):
         chunk = delivery_ids[start:start + group]
@@ -165,6 +165,7 @@ def _send_group(state, dest, connector, claimed, result) -> None:
         else:
             outcomes[row["id"]] = Outcome(PERMANENT, error="event not found", code="internal")
     by_id = {r["id"]: r for r in claimed}
+    unsent_tracks: list[int] = []
     for round_ in distinct_message_ids(found, events):
         id_of = {events[r["id"]].message_id: r["id"] for r in round_}
         before_send = functools.partial(_record_in_flight, state.engine, dest, by_id, id_of)
@@ -174,32 +175,42 @@ def _send_group(state, dest, connector, claimed, result) -> None:
             outcomes[id_of[mid]] = outcome
         exchanges += [(x, [id_of[m] for m in x.message_ids if m in id_of])
                       for x in report.exchanges]
-    _record(state.engine, dest, connector, claimed, outcomes, exchanges, result)
+        unsent_tracks += report.unsent_track_ids
+    _record(state.engine, dest, connector, claimed, outcomes, exchanges, result, unsent_tracks)
 
 
 IN_FLIGHT = "sending"  # outcome of a Exchange whose answer is not recorded yet
 
 
-def _record_in_flight(engine, dest, by_id, id_of, req, exch) -> int | None:
-    """Write the Exchange of a request before it goes out (L3): a worker killed while the
-    platform answers leaves the request in the ledger (outcome "sending"; sweep marks it
-    "unknown"), not a request that happened with no trace. _record fills in the answer."""
-    ids = [id_of[m] for m in req.message_ids if m in id_of]
-    if not ids:
-        return None
-    first = by_id[ids[0]]
-    row = {"delivery_id": first["id"], "incoming_id": first["event_id"],
-           "destination": dest.name, "connector": dest.connector, "attempt": first["attempts"],
-           "outcome": IN_FLIGHT, "method": exch.method, "url": exch.url,
-           "request_headers": exch.request_headers, "request_body": exch.request_body,
-           "status": None, "response_headers": None, "response_body": None,
-           "error_class": None, "error_message": None, "duration_ms": None,
-           "created_at": to_db(exch.started_at)}
+def _record_in_flight(engine, dest, by_id, id_of, pairs) -> list[int | None]:
+    """Write the Exchanges of requests before they go out (L3), [(request, masked exchange
+    without answer)] in one transaction: a worker killed while the platform answers leaves
+    the request in the ledger (outcome "sending"; sweep marks it "unknown"), not a request
+    that happened with no trace. _record fills in the answers."""
+    rows, carried = [], []
+    for req, exch in pairs:
+        ids = [id_of[m] for m in req.message_ids if m in id_of]
+        if not ids:
+            continue
+        first = by_id[ids[0]]
+        rows.append({"delivery_id": first["id"], "incoming_id": first["event_id"],
+                     "destination": dest.name, "connector": dest.connector,
+                     "attempt": first["attempts"], "outcome": IN_FLIGHT, "method": exch.method,
+                     "url": exch.url, "request_headers": exch.request_headers,
+                     "request_body": exch.request_body, "status": None,
+                     "response_headers": None, "response_body": None, "error_class": None,
+                     "error_message": None, "duration_ms": None,
+                     "created_at": to_db(exch.started_at)})
+        carried.append((req, ids))
+    if not rows:
+        return [None] * len(pairs)
     with engine.begin() as conn:
-        track_id = conn.execute(insert(tracks_t), row).inserted_primary_key[0]
-        conn.execute(insert(items_t), [{"track_id": track_id, "delivery_id": i,
-                                        "event_id": by_id[i]["event_id"]} for i in ids])
-    return track_id
+        track_ids = _insert_tracks(conn, rows)
+        conn.execute(insert(items_t), [
+            {"track_id": track_id, "delivery_id": i, "event_id": by_id[i]["event_id"]}
+            for track_id, (_, ids) in zip(track_ids, carried, strict=True) for i in ids])
+    id_of_req = {id(req): t for t, (req, _) in zip(track_ids, carried, strict=True)}
+    return [id_of_req.get(id(req)) for req, _ in pairs]
 
 
 def distinct_message_ids(rows: list[dict], events: dict) -> list[list[dict]]:
@@ -247,9 +258,11 @@ def reconciliation(exch, outcomes: list[Outcome], confirms_acceptance: bool) -> 
             "platform_reasons": reasons[:10] or None}
 
 
-def _record(engine, dest, connector, claimed, outcomes, exchanges, result) -> None:
+def _record(engine, dest, connector, claimed, outcomes, exchanges, result,
+            unsent_tracks=()) -> None:
     """Tracks and new delivery states in one transaction: one multi-row insert for the
-    tracks, one for their items, one UPDATE per distinct new state."""
+    tracks, one for their items, one multi-row upsert for the answers of the tracks written
+    before their requests went out, one UPDATE per distinct new state."""
     now = utcnow()
     by_id = {r["id"]: r for r in claimed}
     d = deliveries_t.c
@@ -316,9 +329,13 @@ def _record(engine, dest, connector, claimed, outcomes, exchanges, result) -> No
                  for track_id, ((_, ids), _) in zip(track_ids, fresh, strict=True) for i in ids]
         if items:
             conn.execute(insert(items_t), items)
-        for track_id, row in in_flight:  # written before the request went out: the answer
-            conn.execute(update(tracks_t).where(tracks_t.c.id == track_id).values(
-                {k: v for k, v in row.items() if k not in ("delivery_id", "incoming_id")}))
+        if in_flight:  # written before the request went out: now with the answer (the
+            # request body is already there and unchanged: not sent to the database again)
+            _update_tracks(conn, [{**{k: v for k, v in row.items() if k != "request_body"},
+                                   "id": track_id} for track_id, row in in_flight])
+        if unsent_tracks:  # recorded ahead, never sent: no request happened
+            conn.execute(delete(items_t).where(items_t.c.track_id.in_(unsent_tracks)))
+            conn.execute(delete(tracks_t).where(tracks_t.c.id.in_(unsent_tracks)))
         for (claim, values), ids in changes.items():
             conn.execute(update(deliveries_t).where(d.id.in_(ids), d.claim == claim)
                          .values(**dict(values)))
@@ -351,6 +368,30 @@ def _multi_insert(preparer, n: int, columns: tuple):
     return text(sql).bindparams(
         *[bindparam(f"{k}_{i}", type_=c[k].type) for i in range(n) for k in columns]
     ).columns(c.id)
+
+
+def _update_tracks(conn, rows: list[dict]) -> None:
+    """Overwrite these columns of existing Exchange rows (by id) in one statement: a
+    multi-row upsert that only ever meets existing ids (PyMySQL sends the executemany as
+    one INSERT); the columns left out keep their values."""
+    stmt = _upsert(conn.dialect.name, conn.dialect.identifier_preparer, tuple(rows[0]))
+    conn.execute(stmt, rows)
+
+
+@functools.lru_cache(maxsize=16)
+def _upsert(dialect: str, preparer, columns: tuple):
+    c = tracks_t.c
+    q = preparer.quote
+    names = ", ".join(q(k) for k in columns)
+    values = ", ".join(f":{k}" for k in columns)
+    if dialect in ("mysql", "mariadb"):
+        sets = ", ".join(f"{q(k)} = VALUES({q(k)})" for k in columns if k != "id")
+        tail = f"ON DUPLICATE KEY UPDATE {sets}"
+    else:  # SQLite, PostgreSQL
+        sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in columns if k != "id")
+        tail = f"ON CONFLICT ({q('id')}) DO UPDATE SET {sets}"
+    sql = f"INSERT INTO {q(tracks_t.name)} ({names}) VALUES ({values}) {tail}"
+    return text(sql).bindparams(*[bindparam(k, type_=c[k].type) for k in columns])
 
 
 def _release(engine, ids) -> None:

@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 
 from sst.config import QUEUE
-from sst.delivery.outbox import relay, sweep
+from sst.delivery.outbox import RELAY_LIMIT, relay, sweep
 from sst.delivery.sender import process
 from sst.ops.alerts import run_alerts
 from sst.rollups.passes import Periodic
@@ -220,7 +220,11 @@ def run_worker(app, *, burst: bool = False, queues=(QUEUE,), worker_class: str =
                     if time.monotonic() - last_purge > PURGE_EVERY:
                         last_purge = time.monotonic()
                         purge_bodies(app)
-                    if relay(state, enqueue):
+                    # Go on at once only when more was due than a pass takes: a relay that
+                    # looped on every trickle of new events made jobs of a few deliveries
+                    # and spent the worker's CPU on RQ; waiting a poll makes jobs of a poll's
+                    # worth of events (and batches for the batching platforms).
+                    if relay(state, enqueue) >= RELAY_LIMIT:
                         continue
             except Exception:  # the relay retries; rows stay pending in the outbox
                 logger.exception("relay")
