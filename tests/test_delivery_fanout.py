@@ -188,3 +188,33 @@ def test_workers_killed_while_events_arrive_lose_nothing(tmp_path, mysql_url, re
         assert {s for (s,) in _raw(app, "SELECT state FROM deliveries")} == {"succeeded"}
         hook_ids = {r.json()["messageId"] for r in stub.requests if r.path == "/hook"}
         assert hook_ids == set(sent)
+
+
+def test_a_running_worker_rolls_up_while_it_delivers(tmp_path, mysql_url, redis_url):
+    """`sst worker` keeps the reports' rollups current in a thread of its own, beside the
+    relay: the events and their deliveries, once final, are counted in the rollups."""
+    from sst.rollups import state as rollup_state
+
+    with StubPlatform() as stub:
+        dests = [webhook_dest(stub.url)]
+        app = mysql_app(mysql_url, redis_url, *dests)
+        env = worker_env(mysql_url, redis_url, toml_config(tmp_path / "sst.toml", dests))
+        env["SST_ROLLUP_SETTLE_SECONDS"] = "0"  # nothing else is in flight here
+        batch(app, tracks_of(30))
+        top = max(i for (i,) in _raw(app, "SELECT id FROM events"))
+
+        def marks():
+            with db.engine.connect() as conn:
+                return {name: rollup_state.read(conn, name).last_id
+                        for name in ("events", "deliveries")}
+
+        proc = start_worker(env, log=tmp_path / "worker.log")
+        try:
+            with app.app_context():
+                wait_for(lambda: len(stub.requests) == 30, what="30 webhook requests")
+                wait_for(lambda: marks()["events"] >= top, what="events rolled up")
+                wait_for(lambda: _raw(app, "SELECT COALESCE(SUM(n), 0) FROM rollup_deliveries "
+                                           "WHERE state = 'succeeded'")[0][0] == 30,
+                         what="the 30 deliveries counted once final")
+        finally:
+            kill_group(proc, signal.SIGTERM)
