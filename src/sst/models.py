@@ -17,7 +17,7 @@ from sqlalchemy import (
     Text,
     insert,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sst.extensions import db
@@ -483,6 +483,21 @@ class RollupAttribution(db.Model):
     n: Mapped[int] = mapped_column(BigInteger, default=0)
     __table_args__ = (Index("uq_rollup_attribution_k", "k", unique=True),
                       Index("ix_rollup_attribution_day", "day", "source"), TABLE_OPTS)
+
+
+def upsert(dialect_name: str, table, key: str, columns, add: bool = False):
+    """INSERT that, where a row with the same unique `key` exists, sets its `columns` to the
+    new row's values (or, `add`, adds them): ON DUPLICATE KEY UPDATE on MySQL/MariaDB, ON
+    CONFLICT DO UPDATE on SQLite. With a list of rows PyMySQL sends one statement."""
+    if dialect_name in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        new = stmt.inserted
+        return stmt.on_duplicate_key_update(
+            {c: table.c[c] + new[c] if add else new[c] for c in columns})
+    stmt = sqlite.insert(table)
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[key], set_={c: table.c[c] + new[c] if add else new[c] for c in columns})
 
 
 def insert_ignore(table):

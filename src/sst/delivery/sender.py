@@ -21,7 +21,7 @@ from sst.clock import from_db, to_db, utcnow
 from sst.connectors.base import PERMANENT, RETRYABLE, SKIPPED, SUCCESS, UNSENT, Outcome
 from sst.delivery.event_data import build_event_data
 from sst.logs import log_delivery
-from sst.models import Delivery, DestinationControl, Event, Exchange, ExchangeItem
+from sst.models import Delivery, DestinationControl, Event, Exchange, ExchangeItem, upsert
 
 logger = logging.getLogger(__name__)
 
@@ -372,26 +372,10 @@ def _multi_insert(preparer, n: int, columns: tuple):
 
 def _update_tracks(conn, rows: list[dict]) -> None:
     """Overwrite these columns of existing Exchange rows (by id) in one statement: a
-    multi-row upsert that only ever meets existing ids (PyMySQL sends the executemany as
-    one INSERT); the columns left out keep their values."""
-    stmt = _upsert(conn.dialect.name, conn.dialect.identifier_preparer, tuple(rows[0]))
-    conn.execute(stmt, rows)
-
-
-@functools.lru_cache(maxsize=16)
-def _upsert(dialect: str, preparer, columns: tuple):
-    c = tracks_t.c
-    q = preparer.quote
-    names = ", ".join(q(k) for k in columns)
-    values = ", ".join(f":{k}" for k in columns)
-    if dialect in ("mysql", "mariadb"):
-        sets = ", ".join(f"{q(k)} = VALUES({q(k)})" for k in columns if k != "id")
-        tail = f"ON DUPLICATE KEY UPDATE {sets}"
-    else:  # SQLite, PostgreSQL
-        sets = ", ".join(f"{q(k)} = excluded.{q(k)}" for k in columns if k != "id")
-        tail = f"ON CONFLICT ({q('id')}) DO UPDATE SET {sets}"
-    sql = f"INSERT INTO {q(tracks_t.name)} ({names}) VALUES ({values}) {tail}"
-    return text(sql).bindparams(*[bindparam(k, type_=c[k].type) for k in columns])
+    multi-row upsert that only ever meets existing ids; the columns left out keep their
+    values."""
+    conn.execute(upsert(conn.dialect.name, tracks_t, "id",
+                        [k for k in rows[0] if k != "id"]), rows)
 
 
 def _release(engine, ids) -> None:

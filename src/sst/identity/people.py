@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import mysql, sqlite
 
 from sst.clock import to_db, utcnow
 from sst.identity.crypto import PhoneCipher, new_user_id, phone_lookup_key
 from sst.identity.otp import StoredCode
 from sst.identity.phone import region_of
-from sst.models import Link, OtpCode, Person, insert_ignore
+from sst.models import Link, OtpCode, Person, insert_ignore, upsert
 
 persons_t = Person.__table__
 codes_t = OtpCode.__table__
@@ -32,12 +31,8 @@ class DbCodeStore:
         # One upsert: DELETE + INSERT deadlocked when two sends for a new phone raced (both
         # DELETEs take the gap lock, then each INSERT waits for the other's).
         row = {"key": key, "code_hash": code_hash, "expires_at": expires_at, "attempts": 0}
-        fresh = {"code_hash": code_hash, "expires_at": expires_at, "attempts": 0}
-        if self.engine.dialect.name in ("mysql", "mariadb"):
-            stmt = mysql.insert(codes_t).values(row).on_duplicate_key_update(fresh)
-        else:
-            stmt = sqlite.insert(codes_t).values(row).on_conflict_do_update(
-                index_elements=[codes_t.c.key], set_=fresh)
+        stmt = upsert(self.engine.dialect.name, codes_t, "key",
+                      ("code_hash", "expires_at", "attempts")).values(row)
         with self.engine.begin() as conn:
             conn.execute(stmt)
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sst.models import upsert
 
 CHUNK = 1000
 
@@ -29,13 +28,6 @@ def bump(conn, table, rows: list[tuple[dict, dict]]) -> None:
     if not rows:
         return
     params = [{**keys, **counts, "k": key_of(keys)} for keys, counts in rows]
-    names = list(rows[0][1])
-    if conn.dialect.name in ("mysql", "mariadb"):
-        stmt = mysql_insert(table)
-        stmt = stmt.on_duplicate_key_update({c: table.c[c] + stmt.inserted[c] for c in names})
-    else:
-        stmt = sqlite_insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["k"], set_={c: table.c[c] + stmt.excluded[c] for c in names})
+    stmt = upsert(conn.dialect.name, table, "k", list(rows[0][1]), add=True)
     for i in range(0, len(params), CHUNK):
         conn.execute(stmt, params[i:i + CHUNK])
