@@ -27,7 +27,7 @@ Definitions (docs/reports.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     String,
@@ -470,7 +470,7 @@ def reconciliation_table(sums: dict, reason_rows: list) -> list[dict]:
     """The reconciliation report from its sums and its reason rows (newest first)."""
     reasons: dict = {}
     for created_at, dest, found in reason_rows:
-        seen = reasons.setdefault((dest, str(_day(created_at))), [])
+        seen = reasons.setdefault((dest, str(as_date(created_at))), [])
         for reason in found or []:
             if reason not in seen and len(seen) < MAX_REASONS:
                 seen.append(reason)
@@ -486,11 +486,12 @@ def reconciliation_table(sums: dict, reason_rows: list) -> list[dict]:
     return out
 
 
-def _day(value):
-    """The UTC day of a stored time (a datetime, or SQLite's text)."""
-    if isinstance(value, str):
-        return value[:10]
-    return value.date()
+def as_date(value) -> date:
+    """The UTC day of a stored day or time, as the database gave it (a date or datetime, or
+    SQLite's text)."""
+    if isinstance(value, date):
+        return value if not isinstance(value, datetime) else value.date()
+    return date.fromisoformat(str(value)[:10])
 
 
 # --- all together ---------------------------------------------------------------------------

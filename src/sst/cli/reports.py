@@ -12,7 +12,7 @@ from flask.cli import with_appcontext
 from sst import reports
 from sst.cli.common import app_state, parse_time
 from sst.clock import utcnow
-from sst.rollups import passes
+from sst.rollups import conversions, passes
 from sst.rollups import read as rollup_read
 from sst.rollups import state as rollup_state
 
@@ -203,6 +203,5 @@ def rollups_run(settle):
 def rollups_status():
     """Each rollup's watermark (the highest id it covers)."""
     with app_state().engine.connect() as conn:
-        for name in ("events", "deliveries", "tracks", "conversions", "conv_links",
-                     "conv_persons", "conv_clicks", "conv_utm"):
+        for name in (*passes.TABLE_OF, *conversions.MARKS):
             click.echo(f"{name:<12} {rollup_state.read(conn, name).last_id:>14,}")

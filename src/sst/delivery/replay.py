@@ -170,9 +170,9 @@ def _hand_over(state, conn, groups, enqueue, now) -> int:
     replayed = {"retry_base": d.attempts, "next_attempt_at": to_db(now), "reason": "replayed",
                 "claim": None, "locked_until": None}
     # The rows leave their final state: out of the deliveries rollup first (its lock).
-    rollup_deliveries.reopen(conn, [i for items in groups.values() for i, _ in items], now)
+    ids = [i for items in groups.values() for i, _ in items]
+    rollup_deliveries.reopen(conn, ids, now)
     if enqueue is None:
-        ids = [i for items in groups.values() for i, _ in items]
         conn.execute(update(deliveries_t).where(d.id.in_(ids))
                      .values(state="pending", job_id=None, updated_at=to_db(now), **replayed))
         return len(ids)

@@ -35,6 +35,8 @@ SOURCES = (("conv_links", links_t, links_t.c.anonymous_id, links_t.c.value),
            ("conv_utm", utm_t, utm_t.c.anonymous_id, None))
 MAX_DIRTY = 5000  # more devices + userIds than this: the report reads everything raw
 CHUNK = 500
+# Every watermark of the conversion rollup: events, then each identity source.
+MARKS = (NAME, *(src[0] for src in SOURCES))
 
 
 def facts(conn, conds) -> list[dict]:
@@ -179,7 +181,7 @@ def _chunks(values):
 def dirty(conn) -> tuple[set, set] | None:
     """The (devices, userIds) whose rolled-up conversions may be out of date now; None when
     there are too many to list (the report then reads everything raw)."""
-    marks = state.marks(conn, [NAME, *(s[0] for s in SOURCES)])
+    marks = state.marks(conn, list(MARKS))
     devices, users = _dirty_from(conn, marks, None)
     if len(devices) + len(users) > MAX_DIRTY:
         return None
@@ -202,7 +204,7 @@ def redo(conn, names, devices, users, upto: int) -> None:
 def roll(conn, names, upto: dict, batch: int) -> int:
     """Add the conversions with event ids in (watermark, min(upto, watermark + batch)] and
     work out again those the new identity rows (up to their own bounds) may have changed."""
-    marks = state.marks(conn, [NAME, *(s[0] for s in SOURCES)])
+    marks = state.marks(conn, list(MARKS))
     his = {k: min(upto[k], marks[k] + batch) for k in marks}
     if all(his[k] <= marks[k] for k in marks):
         return 0
@@ -220,8 +222,11 @@ def roll(conn, names, upto: dict, batch: int) -> int:
 def counts(conn, window: reports.Window, names, mark: int) -> reports.AttributionCounts:
     """reports.attribution_counts over the window, from the rollup and raw rows."""
     e = events_t.c
+    # Rolled up for other conversion names: nothing to reuse, and no dirty scan to pay for.
+    if sorted(names) != (names_of(conn) or None):
+        return reports.attribution_counts(conn, reports.conversion_filter(window, names))
     found = dirty(conn)
-    if found is None or sorted(names) != (names_of(conn) or None):
+    if found is None:
         return reports.attribution_counts(conn, reports.conversion_filter(window, names))
     devices, users = found
     r = rollup_t.c
@@ -271,15 +276,14 @@ def reset(conn, names) -> None:
     """No conversion rolled up, for these conversion names: the passes start from id 0."""
     conn.execute(delete(rollup_t))
     conn.execute(delete(daily_t))
-    for k in (NAME, *(src[0] for src in SOURCES)):
+    for k in MARKS:
         state.save(conn, k, last_id=0)
     state.save(conn, NAME, info={"names": sorted(names)})
 
 
 def rebuild(conn, names, upto: dict) -> int:
     """All conversions again, from nothing, up to these ids (rollups.passes.rebuild)."""
-    conn.execute(delete(rollup_t))
-    conn.execute(delete(daily_t))
+    reset(conn, names)
     e = events_t.c
     n = 0
     step = 20000
@@ -287,6 +291,5 @@ def rebuild(conn, names, upto: dict) -> int:
         n += _write(conn, names, [e.id > lo, e.id <= min(upto[NAME], lo + step)])
     for k, v in upto.items():
         state.save(conn, k, last_id=v)
-    state.save(conn, NAME, info={"names": sorted(names)})
     return n
 

@@ -3,9 +3,9 @@ and the partial days at its ends (read raw)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sst.reports import Window
+from sst.reports import Window, as_date  # noqa: F401 - days.as_date for the rollups
 
 
 def _utc(t: datetime) -> datetime:
@@ -45,8 +45,3 @@ def day_conds(column, whole: Window) -> list:
     return conds
 
 
-def as_date(value) -> date:
-    """A day as the database gave it (a date, or SQLite's text)."""
-    if isinstance(value, date):
-        return value if not isinstance(value, datetime) else value.date()
-    return date.fromisoformat(str(value)[:10])
